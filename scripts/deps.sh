@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what a part of the project needs, and nothing when it is there.
+#   scripts/deps.sh codegen|build|run|test
+# Debian packages through apt-get (run as root, or with sudo), Python test
+# tools through pip. Idempotent.
+set -euo pipefail
+
+debs=(pkg-config libnats-dev libpq-dev libprotobuf-c-dev)
+case "${1:-build}" in
+  codegen) debs+=(protobuf-c-compiler protobuf-compiler) ;;
+  build) ;;
+  run) debs+=(nats-server postgresql) ;;
+  test) debs+=(nats-server postgresql protobuf-c-compiler protobuf-compiler) ;;
+  *) echo "usage: $0 codegen|build|run|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $(id -u) == 0 ]] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+case "${1:-build}" in
+  codegen | test)
+    if ! python3 -c 'import google.protobuf, sys; sys.exit(0 if google.protobuf.__version__.startswith("4.") else 1)' 2>/dev/null; then
+      echo "installing: python protobuf 4.x"
+      python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'protobuf>=4.21,<5'
+    fi
+    ;;
+esac
