@@ -1,0 +1,291 @@
+internal import CNATS
+public import Logging
+public import MirrorWire
+import Synchronization
+
+#if canImport(Glibc)
+  internal import Glibc
+#endif
+
+/// A connection to NATS with its JetStream context.
+///
+/// libnats documents `natsConnection` and `jsCtx` as safe to use from any
+/// thread ("the connection object is thread safe"), which is why this class
+/// is `@unchecked Sendable`: it holds only those handles and immutable data.
+public final class BusConnection: @unchecked Sendable {
+  let nc: OpaquePointer
+  let js: OpaquePointer
+  public let options: BusOptions
+  let logger: Logger
+  private let events: Unmanaged<ConnectionEvents>
+
+  /// The state of the link to the server, as libnats last reported it.
+  public var isConnected: Bool { natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED }
+
+  /// Counts of disconnects and reconnects since connect.
+  public var disconnects: Int { events.takeUnretainedValue().disconnects.load(ordering: .relaxed) }
+  public var reconnects: Int { events.takeUnretainedValue().reconnects.load(ordering: .relaxed) }
+
+  /// Connects, blocking a dedicated thread, never the caller's executor.
+  /// The corresponding C function is `natsConnection_Connect`.
+  public static func connect(_ options: BusOptions, logger: Logger) async throws(NATSError) -> BusConnection {
+    try await Blocking.run { () throws(NATSError) in try BusConnection(options: options, logger: logger) }
+  }
+
+  private init(options: BusOptions, logger: Logger) throws(NATSError) {
+    BusLibrary.open()
+    self.options = options
+    var logger = logger
+    logger[metadataKey: "nats"] = "\(options.urls.joined(separator: ","))"
+    self.logger = logger
+    let events = Unmanaged.passRetained(ConnectionEvents(logger: logger))
+
+    var opts: OpaquePointer?
+    do throws(NATSError) {
+      try natsCheck(natsOptions_Create(&opts), "create NATS options")
+      defer { natsOptions_Destroy(opts) }
+      try Self.apply(options, to: opts, events: events)
+      var conn: OpaquePointer?
+      let target = options.urls.joined(separator: ",")
+      let status = natsConnection_Connect(&conn, opts)
+      if status == NATS_NOT_YET_CONNECTED && options.retryOnFailedConnect {
+        logger.warning("NATS not reachable yet; connecting in the background")
+      } else {
+        try natsCheck(status, "connect to \(target)")
+      }
+      guard let conn else { throw NATSError.last(NATS_ERR, "connect to \(target)") }
+      var jsOpts = jsOptions()
+      jsOptions_Init(&jsOpts)
+      jsOpts.Wait = options.jetStreamTimeout.natsMilliseconds
+      var ctx: OpaquePointer?
+      let jsStatus = natsConnection_JetStream(&ctx, conn, &jsOpts)
+      guard jsStatus == NATS_OK, let ctx else {
+        let error = NATSError.last(jsStatus, "create JetStream context")
+        natsConnection_Destroy(conn)
+        throw error
+      }
+      self.nc = conn
+      self.js = ctx
+      self.events = events
+    } catch {
+      events.release()
+      throw error
+    }
+    logger.info("connected to NATS", metadata: ["connected": "\(isConnected)"])
+  }
+
+  deinit {
+    jsCtx_Destroy(js)
+    natsConnection_Close(nc)
+    natsConnection_Destroy(nc)
+    events.release()
+  }
+
+  private static func apply(_ o: BusOptions, to opts: OpaquePointer?, events: Unmanaged<ConnectionEvents>) throws(NATSError) {
+    var urls = o.urls.map { strdup($0) }
+    defer { urls.forEach { free($0) } }
+    let status = urls.withUnsafeMutableBufferPointer { buffer in
+      buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
+        natsOptions_SetServers(opts, $0, Int32(buffer.count))
+      }
+    }
+    try natsCheck(status, "set NATS servers")
+    try natsCheck(natsOptions_SetName(opts, o.name), "set client name")
+    if let user = o.user {
+      try natsCheck(natsOptions_SetUserInfo(opts, user, o.password), "set NATS user")
+    }
+    if let token = o.token { try natsCheck(natsOptions_SetToken(opts, token), "set NATS token") }
+    if let creds = o.credentialsFile {
+      try natsCheck(natsOptions_SetUserCredentialsFromFiles(opts, creds, nil), "load credentials \(creds)")
+    }
+    if let seed = o.nkeySeedFile, let pub = o.nkeyPublicKey {
+      try natsCheck(natsOptions_SetNKeyFromSeed(opts, pub, seed), "load NKey seed \(seed)")
+    }
+    if o.tls || o.tlsCAFile != nil || o.tlsCertFile != nil {
+      try natsCheck(natsOptions_SetSecure(opts, true), "enable TLS")
+      if let ca = o.tlsCAFile {
+        try natsCheck(natsOptions_LoadCATrustedCertificates(opts, ca), "load CA \(ca)")
+      }
+      if let cert = o.tlsCertFile, let key = o.tlsKeyFile {
+        try natsCheck(natsOptions_LoadCertificatesChain(opts, cert, key), "load client certificate \(cert)")
+      }
+    }
+    if let prefix = o.inboxPrefix {
+      try natsCheck(natsOptions_SetCustomInboxPrefix(opts, prefix), "set inbox prefix")
+    }
+    try natsCheck(natsOptions_SetTimeout(opts, o.connectTimeout.natsMilliseconds), "set connect timeout")
+    try natsCheck(natsOptions_SetMaxReconnect(opts, Int32(o.maxReconnect)), "set max reconnect")
+    try natsCheck(natsOptions_SetReconnectWait(opts, o.reconnectWait.natsMilliseconds), "set reconnect wait")
+    try natsCheck(
+      natsOptions_SetReconnectJitter(opts, o.reconnectJitter.natsMilliseconds, o.reconnectJitter.natsMilliseconds),
+      "set reconnect jitter")
+    // Keep publishing into libnats' buffer while reconnecting.
+    try natsCheck(natsOptions_SetReconnectBufSize(opts, 8 << 20), "set reconnect buffer")
+    let closure = events.toOpaque()
+    try natsCheck(natsOptions_SetDisconnectedCB(opts, { _, c in ConnectionEvents.from(c).disconnected() }, closure), "set callback")
+    try natsCheck(natsOptions_SetReconnectedCB(opts, { _, c in ConnectionEvents.from(c).reconnected() }, closure), "set callback")
+    try natsCheck(natsOptions_SetClosedCB(opts, { _, c in ConnectionEvents.from(c).closed() }, closure), "set callback")
+    try natsCheck(
+      natsOptions_SetErrorHandler(opts, { _, _, status, c in ConnectionEvents.from(c).asyncError(status) }, closure),
+      "set callback")
+    if o.retryOnFailedConnect {
+      try natsCheck(
+        natsOptions_SetRetryOnFailedConnect(opts, true, { _, c in ConnectionEvents.from(c).reconnected() }, closure),
+        "set retry on failed connect")
+    }
+  }
+
+  // MARK: Core NATS
+
+  /// Publishes raw bytes with headers. The corresponding C function is
+  /// `natsConnection_PublishMsg`; it only buffers, so it does not block.
+  public func publish(_ subject: String, payload: [UInt8], headers: [String: String] = [:]) throws(NATSError) {
+    let msg = try Self.makeMessage(subject: subject, reply: nil, payload: payload, headers: headers)
+    defer { natsMsg_Destroy(msg) }
+    try natsCheck(natsConnection_PublishMsg(nc, msg), "publish to \(subject)")
+  }
+
+  /// Publishes a wire message with its `Content-Type`/`Mirror-Type` headers.
+  public func publish<M: WireMessage>(_ subject: String, _ message: M, headers: [String: String] = [:]) throws(NATSError) {
+    try publish(subject, payload: message.encode(), headers: headers.merging(BusHeader.describing(M.self)) { a, _ in a })
+  }
+
+  /// Answers a request: publishes `message` to its reply subject.
+  public func respond<M: WireMessage>(to request: BusMessage, with message: M) throws(NATSError) {
+    guard let reply = request.reply else { return }
+    try publish(reply, message)
+  }
+
+  /// Sends a request and waits for one reply. The corresponding C function
+  /// is `natsConnection_RequestMsg`; a timeout throws status `.timeout`, no
+  /// listener throws `.noResponders`.
+  public func request(
+    _ subject: String, payload: [UInt8], headers: [String: String] = [:], timeout: Duration = .seconds(2)
+  ) async throws(NATSError) -> BusMessage {
+    try await Blocking.run { () throws(NATSError) in
+      let msg = try Self.makeMessage(subject: subject, reply: nil, payload: payload, headers: headers)
+      defer { natsMsg_Destroy(msg) }
+      var reply: OpaquePointer?
+      try natsCheck(natsConnection_RequestMsg(&reply, self.nc, msg, timeout.natsMilliseconds), "request \(subject)")
+      defer { natsMsg_Destroy(reply) }
+      return Self.copy(reply!)
+    }
+  }
+
+  /// Sends a wire-message request and decodes the reply as `R`.
+  public func request<Q: WireMessage, R: WireMessage>(
+    _ subject: String, _ message: Q, expecting: R.Type, timeout: Duration = .seconds(2)
+  ) async throws -> R {
+    let reply = try await request(
+      subject, payload: message.encode(), headers: BusHeader.describing(Q.self), timeout: timeout)
+    return try reply.decode(R.self)
+  }
+
+  /// Sends everything buffered and waits for the server's acknowledgement.
+  public func flush(timeout: Duration = .seconds(2)) async throws(NATSError) {
+    try await Blocking.run { () throws(NATSError) in
+      try natsCheck(natsConnection_FlushTimeout(self.nc, timeout.natsMilliseconds), "flush")
+    }
+  }
+
+  /// Drains subscriptions and closes; in-flight callbacks finish first.
+  public func drain(timeout: Duration = .seconds(5)) async {
+    _ = await Blocking.run { natsConnection_DrainTimeout(self.nc, timeout.natsMilliseconds) }
+  }
+
+  // MARK: Helpers
+
+  static func makeMessage(subject: String, reply: String?, payload: [UInt8], headers: [String: String]) throws(NATSError)
+    -> OpaquePointer
+  {
+    var msg: OpaquePointer?
+    let status =
+      payload.isEmpty
+      ? natsMsg_Create(&msg, subject, reply, nil, 0)
+      : payload.withUnsafeBufferPointer { buffer in
+        buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+          natsMsg_Create(&msg, subject, reply, $0, Int32(buffer.count))
+        }
+      }
+    try natsCheck(status, "create message for \(subject)")
+    for (key, value) in headers {
+      let s = natsMsgHeader_Set(msg, key, value)
+      if s != NATS_OK {
+        let error = NATSError.last(s, "set header \(key)")
+        natsMsg_Destroy(msg)
+        throw error
+      }
+    }
+    return msg!
+  }
+
+  /// Copies subject, reply, headers and payload out of a libnats message.
+  static func copy(_ msg: OpaquePointer) -> BusMessage {
+    let subject = String(cString: natsMsg_GetSubject(msg))
+    let reply = natsMsg_GetReply(msg).map { String(cString: $0) }
+    let count = Int(natsMsg_GetDataLength(msg))
+    var payload: [UInt8] = []
+    if count > 0, let data = natsMsg_GetData(msg) {
+      payload = data.withMemoryRebound(to: UInt8.self, capacity: count) { Array(UnsafeBufferPointer(start: $0, count: count)) }
+    }
+    return BusMessage(subject: subject, reply: reply, headers: headers(of: msg), payload: payload)
+  }
+
+  static func headers(of msg: OpaquePointer) -> [String: String] {
+    var keys: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+    var count: Int32 = 0
+    guard natsMsgHeader_Keys(msg, &keys, &count) == NATS_OK, let keys else { return [:] }
+    defer { free(keys) }
+    var result: [String: String] = [:]
+    for i in 0..<Int(count) {
+      guard let key = keys[i] else { continue }
+      var value: UnsafePointer<CChar>?
+      if natsMsgHeader_Get(msg, key, &value) == NATS_OK, let value {
+        result[String(cString: key)] = String(cString: value)
+      }
+    }
+    return result
+  }
+}
+
+@available(*, unavailable)
+extension ConnectionEvents: Sendable {}
+
+/// Receives libnats' connection callbacks (on libnats' own threads).
+final class ConnectionEvents {
+  let logger: Logger
+  let disconnects = Atomic<Int>(0)
+  let reconnects = Atomic<Int>(0)
+
+  init(logger: Logger) { self.logger = logger }
+
+  static func from(_ closure: UnsafeMutableRawPointer?) -> ConnectionEvents {
+    Unmanaged<ConnectionEvents>.fromOpaque(closure!).takeUnretainedValue()
+  }
+
+  func disconnected() {
+    disconnects.add(1, ordering: .relaxed)
+    logger.warning("NATS disconnected; reconnecting")
+  }
+
+  func reconnected() {
+    reconnects.add(1, ordering: .relaxed)
+    logger.info("NATS connected")
+  }
+
+  func closed() { logger.info("NATS connection closed") }
+
+  func asyncError(_ status: natsStatus) {
+    logger.error("NATS asynchronous error", metadata: ["status": "\(String(cString: natsStatus_GetText(status)))"])
+  }
+}
+
+/// libnats' library-wide state.
+enum BusLibrary {
+  private static let opened: Bool = {
+    // -1: libnats' default spin count for its internal locks.
+    nats_Open(-1) == NATS_OK
+  }()
+
+  static func open() { _ = opened }
+}
