@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates everything derived from proto/: the protoc-c C code in
-# Sources/CMirrorWire and the Swift wire types in Sources/MirrorWire/Generated.
+# Regenerates everything derived from proto/ and migrations/: the protoc-c C
+# code in Sources/CMirrorWire, the Swift wire types in
+# Sources/MirrorWire/Generated and the embedded SQL in
+# Sources/MirrorStore/Generated.
 #   scripts/generate.sh          write the generated files
 #   scripts/generate.sh --check  fail if the committed files are stale
 set -euo pipefail
@@ -16,6 +18,8 @@ mkdir -p "$out/c" "$out/swift"
 protoc-c --c_out="$out/c" -Iproto -I/usr/include "${protos[@]}" "$wrappers"
 protoc --include_imports --descriptor_set_out="$out/set.pb" -Iproto -I/usr/include "${protos[@]}"
 python3 scripts/gen_swift.py "$out/set.pb" "$out/swift"
+mkdir -p "$out/store"
+python3 scripts/embed_migrations.py migrations "$out/store/Migrations.swift"
 
 # Lay the C output out as a SwiftPM C target: headers under include/.
 mkdir -p "$out/target/include" "$out/target/src"
@@ -34,10 +38,12 @@ if [[ "${1:-}" == "--check" ]]; then
   status=0
   diff -r "$out/target" Sources/CMirrorWire >/dev/null || { echo "stale: Sources/CMirrorWire (run scripts/generate.sh)"; diff -r "$out/target" Sources/CMirrorWire | head -20; status=1; }
   diff -r "$out/swift" Sources/MirrorWire/Generated >/dev/null || { echo "stale: Sources/MirrorWire/Generated (run scripts/generate.sh)"; diff -r "$out/swift" Sources/MirrorWire/Generated | head -20; status=1; }
+  diff -r "$out/store" Sources/MirrorStore/Generated >/dev/null || { echo "stale: Sources/MirrorStore/Generated (run scripts/generate.sh)"; status=1; }
   [[ $status == 0 ]] && echo "generated code is up to date"
   exit $status
 fi
-rm -rf Sources/CMirrorWire Sources/MirrorWire/Generated
+rm -rf Sources/CMirrorWire Sources/MirrorWire/Generated Sources/MirrorStore/Generated
 cp -r "$out/target" Sources/CMirrorWire
 cp -r "$out/swift" Sources/MirrorWire/Generated
+cp -r "$out/store" Sources/MirrorStore/Generated
 echo "regenerated Sources/CMirrorWire and Sources/MirrorWire/Generated"

@@ -1,0 +1,145 @@
+internal import CLibPQ
+internal import Foundation
+
+#if canImport(Glibc)
+  internal import Glibc
+#endif
+
+/// One libpq connection. Its calls block: use it through `PostgresClient`,
+/// which runs them on a thread of its own.
+public final class PGConnection {
+  let conn: OpaquePointer
+
+  /// Opens a connection from a `postgresql://` URL or a key=value string.
+  /// Fails with a clear error (wrong password, unreachable server) within
+  /// `connectTimeout` seconds unless the URL sets its own.
+  /// The corresponding C function is `PQconnectdbParams`.
+  public init(url: String, applicationName: String = "mirror-stage", connectTimeout: Int = 5) throws(PostgresError) {
+    // Earlier keywords are defaults; the expanded URL (dbname) overrides them.
+    let keywords = ["connect_timeout", "application_name", "dbname"]
+    let values = [String(connectTimeout), applicationName, url]
+    var k = keywords.map { UnsafePointer<CChar>(strdup($0)) }
+    var v = values.map { UnsafePointer<CChar>(strdup($0)) }
+    k.append(nil)
+    v.append(nil)
+    defer {
+      for p in k + v { free(UnsafeMutablePointer(mutating: p)) }
+    }
+    guard let conn = PQconnectdbParams(k, v, 1) else {
+      throw PostgresError(sqlState: .connectionFailure, message: "out of memory creating a connection")
+    }
+    guard PQstatus(conn) == CONNECTION_OK else {
+      let message = Self.clean(PQerrorMessage(conn))
+      PQfinish(conn)
+      let code: PostgresError.Code = message.contains("password authentication failed") ? .invalidPassword : .connectionFailure
+      throw PostgresError(sqlState: code, message: "cannot connect to \(redact(url)): \(message)")
+    }
+    self.conn = conn
+    // Notices ("relation already exists, skipping") are not errors; drop them.
+    PQsetNoticeProcessor(conn, { _, _ in }, nil)
+  }
+
+  deinit { PQfinish(conn) }
+
+  /// False once the server has gone away.
+  public var isHealthy: Bool { PQstatus(conn) == CONNECTION_OK }
+
+  /// Runs one statement with parameters (`$1`, `$2`, ...), in text format.
+  /// The corresponding C function is `PQexecParams`.
+  @discardableResult
+  public func query(_ sql: String, _ parameters: [(any PGEncodable)?] = []) throws(PostgresError) -> PGRows {
+    let texts = parameters.map { $0?.pgText }
+    var pointers = texts.map { $0.map { UnsafePointer<CChar>(strdup($0)) } ?? nil }
+    defer { for p in pointers { free(UnsafeMutablePointer(mutating: p)) } }
+    let result = pointers.withUnsafeMutableBufferPointer { buffer in
+      PQexecParams(conn, sql, Int32(buffer.count), nil, buffer.baseAddress, nil, nil, 0)
+    }
+    return try consume(result, sql)
+  }
+
+  /// Runs one or more statements without parameters (migrations).
+  /// The corresponding C function is `PQexec`.
+  @discardableResult
+  public func execute(_ sql: String) throws(PostgresError) -> PGRows {
+    try consume(PQexec(conn, sql), sql)
+  }
+
+  /// Runs `body` inside BEGIN/COMMIT; any error rolls back.
+  public func transaction<T>(_ body: (PGConnection) throws -> T) throws -> T {
+    try execute("BEGIN")
+    do {
+      let value = try body(self)
+      try execute("COMMIT")
+      return value
+    } catch {
+      if isHealthy { _ = try? execute("ROLLBACK") }
+      throw error
+    }
+  }
+
+  /// Checks a result, copies its rows out and clears it.
+  func consume(_ result: OpaquePointer?, _ sql: String) throws(PostgresError) -> PGRows {
+    guard let result else {
+      throw PostgresError(sqlState: .connectionFailure, message: Self.clean(PQerrorMessage(conn)), query: sql)
+    }
+    defer { PQclear(result) }
+    switch PQresultStatus(result) {
+    case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_COPY_IN:
+      return Self.rows(of: result)
+    default:
+      throw error(of: result, sql)
+    }
+  }
+
+  func error(of result: OpaquePointer, _ sql: String) -> PostgresError {
+    // PG_DIAG_SQLSTATE is the character 'C'.
+    let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+    let message = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
+    let code = state.map(PostgresError.Code.init(rawValue:)) ?? .connectionFailure
+    return PostgresError(sqlState: code, message: message ?? Self.clean(PQerrorMessage(conn)), query: sql)
+  }
+
+  static func rows(of result: OpaquePointer) -> PGRows {
+    let nrows = Int(PQntuples(result))
+    let ncols = Int(PQnfields(result))
+    let columns = (0..<ncols).map { String(cString: PQfname(result, Int32($0))) }
+    var values: [[String?]] = []
+    values.reserveCapacity(nrows)
+    for r in 0..<nrows {
+      var row: [String?] = []
+      row.reserveCapacity(ncols)
+      for c in 0..<ncols {
+        if PQgetisnull(result, Int32(r), Int32(c)) != 0 {
+          row.append(nil)
+        } else {
+          row.append(String(cString: PQgetvalue(result, Int32(r), Int32(c))))
+        }
+      }
+      values.append(row)
+    }
+    let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+    return PGRows(columns: columns, values: values, affected: affected)
+  }
+
+  static func clean(_ message: UnsafeMutablePointer<CChar>?) -> String {
+    guard let message else { return "unknown error" }
+    return String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
+      .split(whereSeparator: \.isNewline).joined(separator: "; ")
+  }
+}
+
+@available(*, unavailable)
+extension PGConnection: Sendable {}
+
+/// The URL without its password, for logs and errors.
+public func redact(_ url: String) -> String {
+  guard let scheme = url.range(of: "://"),
+    let at = url.range(of: "@", options: .backwards, range: scheme.upperBound..<url.endIndex)
+  else {
+    return url
+  }
+  let userinfo = url[scheme.upperBound..<at.lowerBound]
+  guard let colon = userinfo.firstIndex(of: ":") else { return url }
+  return String(url[..<colon]) + ":***" + String(url[at.lowerBound...])
+}
+

@@ -1,0 +1,103 @@
+/// A value sent as a query parameter, in PostgreSQL's text format.
+public protocol PGEncodable: Sendable {
+  var pgText: String { get }
+}
+
+/// A value read from a result column in PostgreSQL's text format.
+public protocol PGDecodable {
+  init?(pgText: String)
+}
+
+extension String: PGEncodable, PGDecodable {
+  public var pgText: String { self }
+  public init?(pgText: String) { self = pgText }
+}
+
+extension Int: PGEncodable, PGDecodable {
+  public var pgText: String { String(self) }
+  public init?(pgText: String) { self.init(pgText) }
+}
+
+extension Int64: PGEncodable, PGDecodable {
+  public var pgText: String { String(self) }
+  public init?(pgText: String) { self.init(pgText) }
+}
+
+extension Int32: PGEncodable, PGDecodable {
+  public var pgText: String { String(self) }
+  public init?(pgText: String) { self.init(pgText) }
+}
+
+extension UInt32: PGEncodable, PGDecodable {
+  public var pgText: String { String(self) }
+  public init?(pgText: String) { self.init(pgText) }
+}
+
+extension UInt64: PGEncodable, PGDecodable {
+  public var pgText: String { String(self) }
+  public init?(pgText: String) { self.init(pgText) }
+}
+
+extension Double: PGEncodable, PGDecodable {
+  public var pgText: String { "\(self)" }
+  public init?(pgText: String) {
+    switch pgText {
+    case "NaN": self = .nan
+    case "Infinity": self = .infinity
+    case "-Infinity": self = -.infinity
+    default: self.init(pgText)
+    }
+  }
+}
+
+extension Bool: PGEncodable, PGDecodable {
+  public var pgText: String { self ? "t" : "f" }
+  public init?(pgText: String) {
+    switch pgText {
+    case "t", "true": self = true
+    case "f", "false": self = false
+    default: return nil
+    }
+  }
+}
+
+/// `bytea` in hex form (`\x0a1b`).
+public struct PGBytes: PGEncodable, PGDecodable, Hashable {
+  public var bytes: [UInt8]
+  public init(_ bytes: [UInt8]) { self.bytes = bytes }
+  private static let hex = Array("0123456789abcdef".utf8)
+
+  public var pgText: String {
+    var out: [UInt8] = [UInt8(ascii: "\\"), UInt8(ascii: "x")]
+    out.reserveCapacity(2 + bytes.count * 2)
+    for b in bytes {
+      out.append(Self.hex[Int(b >> 4)])
+      out.append(Self.hex[Int(b & 0xf)])
+    }
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  public init?(pgText: String) {
+    let utf8 = Array(pgText.utf8)
+    guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0 else {
+      return nil
+    }
+    func nibble(_ c: UInt8) -> UInt8? {
+      switch c {
+      case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+      case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+      case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+      default: nil
+      }
+    }
+    var out: [UInt8] = []
+    out.reserveCapacity((utf8.count - 2) / 2)
+    var i = 2
+    while i < utf8.count {
+      guard let hi = nibble(utf8[i]), let lo = nibble(utf8[i + 1]) else { return nil }
+      out.append(hi << 4 | lo)
+      i += 2
+    }
+    bytes = out
+  }
+}

@@ -1,0 +1,94 @@
+public import Foundation
+public import Logging
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Paths and helpers shared by every test suite.
+public enum Harness {
+  /// The checkout's root directory.
+  public static let root: URL = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url
+  }()
+
+  public static let logger: Logger = {
+    var logger = Logger(label: "test")
+    logger.logLevel = .warning
+    return logger
+  }()
+
+  /// A short unique name for streams, durables and databases of one suite.
+  public static func uniqueName(_ prefix: String) -> String {
+    let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    return "\(prefix)_\(getpid())_\(suffix)".uppercased().replacingOccurrences(of: "-", with: "_")
+  }
+
+  /// A TCP port on 127.0.0.1 that was free a moment ago.
+  public static func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    withUnsafeMutablePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        _ = bind(fd, $0, len)
+        _ = getsockname(fd, $0, &len)
+      }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+  }
+
+  /// True when something accepts TCP connections on 127.0.0.1:`port`.
+  public static func isListening(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+      }
+    }
+  }
+
+  /// Waits until `condition` holds, polling; false after `timeout`.
+  public static func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows
+    -> Bool
+  {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if try await condition() { return true }
+      try? await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+  }
+
+  /// Runs a program to completion and returns its exit status and output.
+  @discardableResult
+  public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws
+    -> (status: Int32, output: String)
+  {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.currentDirectoryURL = root
+    if let environment {
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  }
+}

@@ -1,0 +1,63 @@
+public import Foundation
+
+/// A real `nats-server -js` of one test suite, on a loopback port of its
+/// own, with its own store directory. Stop and start it again to test what
+/// happens when NATS goes away.
+public final class NATSTestServer: @unchecked Sendable {
+  public let port: Int
+  public let storeDirectory: URL
+  private let lock = NSLock()
+  private var process: Process?
+  private let extraArguments: [String]
+
+  public var url: String { "nats://127.0.0.1:\(port)" }
+
+  /// Starts a server; `arguments` are added (e.g. `-c` with a config file).
+  public init(arguments: [String] = []) throws {
+    port = Harness.freePort()
+    storeDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("mirror-nats-\(UUID().uuidString)")
+    extraArguments = arguments
+    try start()
+  }
+
+  deinit {
+    stop()
+    try? FileManager.default.removeItem(at: storeDirectory)
+  }
+
+  /// Starts the server (again) on the same port and store.
+  public func start() throws {
+    lock.lock()
+    defer { lock.unlock() }
+    guard process == nil else { return }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/nats-server")
+    p.arguments = ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDirectory.path] + extraArguments
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    process = p
+    let deadline = Date().addingTimeInterval(10)
+    while !Harness.isListening(port) {
+      guard Date() < deadline, p.isRunning else {
+        throw HarnessError("nats-server did not start on port \(port)")
+      }
+      usleep(20_000)
+    }
+  }
+
+  /// Stops the server and waits for it to exit.
+  public func stop() {
+    lock.lock()
+    defer { lock.unlock() }
+    guard let p = process else { return }
+    p.terminate()
+    p.waitUntilExit()
+    process = nil
+  }
+}
+
+public struct HarnessError: Error, CustomStringConvertible {
+  public var description: String
+  public init(_ description: String) { self.description = description }
+}
