@@ -41,11 +41,11 @@ public final class BusConnection: @unchecked Sendable {
     let events = Unmanaged.passRetained(ConnectionEvents(logger: logger))
 
     var opts: OpaquePointer?
+    var conn: OpaquePointer?
     do throws(NATSError) {
       try natsCheck(natsOptions_Create(&opts), "create NATS options")
       defer { natsOptions_Destroy(opts) }
       try Self.apply(options, to: opts, events: events)
-      var conn: OpaquePointer?
       let target = options.urls.joined(separator: ",")
       let status = natsConnection_Connect(&conn, opts)
       if status == NATS_NOT_YET_CONNECTED && options.retryOnFailedConnect {
@@ -53,24 +53,26 @@ public final class BusConnection: @unchecked Sendable {
       } else {
         try natsCheck(status, "connect to \(target)")
       }
-      guard let conn else { throw NATSError.last(NATS_ERR, "connect to \(target)") }
-      var jsOpts = jsOptions()
-      jsOptions_Init(&jsOpts)
-      jsOpts.Wait = options.jetStreamTimeout.natsMilliseconds
-      var ctx: OpaquePointer?
-      let jsStatus = natsConnection_JetStream(&ctx, conn, &jsOpts)
-      guard jsStatus == NATS_OK, let ctx else {
-        let error = NATSError.last(jsStatus, "create JetStream context")
-        natsConnection_Destroy(conn)
-        throw error
-      }
-      self.nc = conn
-      self.js = ctx
-      self.events = events
     } catch {
+      // A connection that was never made runs no callbacks: release here.
       events.release()
       throw error
     }
+    // From here on the closed callback, the last one libnats makes,
+    // releases `events`.
+    var jsOpts = jsOptions()
+    jsOptions_Init(&jsOpts)
+    jsOpts.Wait = options.jetStreamTimeout.natsMilliseconds
+    var ctx: OpaquePointer?
+    let jsStatus = natsConnection_JetStream(&ctx, conn, &jsOpts)
+    guard jsStatus == NATS_OK, let ctx else {
+      let error = NATSError.last(jsStatus, "create JetStream context")
+      natsConnection_Destroy(conn)
+      throw error
+    }
+    self.nc = conn!
+    self.js = ctx
+    self.events = events
     logger.info("connected to NATS", metadata: ["connected": "\(isConnected)"])
   }
 
@@ -78,7 +80,6 @@ public final class BusConnection: @unchecked Sendable {
     jsCtx_Destroy(js)
     natsConnection_Close(nc)
     natsConnection_Destroy(nc)
-    events.release()
   }
 
   private static func apply(_ o: BusOptions, to opts: OpaquePointer?, events: Unmanaged<ConnectionEvents>) throws(NATSError) {
@@ -124,7 +125,13 @@ public final class BusConnection: @unchecked Sendable {
     let closure = events.toOpaque()
     try natsCheck(natsOptions_SetDisconnectedCB(opts, { _, c in ConnectionEvents.from(c).disconnected() }, closure), "set callback")
     try natsCheck(natsOptions_SetReconnectedCB(opts, { _, c in ConnectionEvents.from(c).reconnected() }, closure), "set callback")
-    try natsCheck(natsOptions_SetClosedCB(opts, { _, c in ConnectionEvents.from(c).closed() }, closure), "set callback")
+    try natsCheck(
+      natsOptions_SetClosedCB(
+        opts,
+        { _, c in
+          // The last callback for this connection: balance passRetained.
+          Unmanaged<ConnectionEvents>.fromOpaque(c!).takeRetainedValue().closed()
+        }, closure), "set callback")
     try natsCheck(
       natsOptions_SetErrorHandler(opts, { _, _, status, c in ConnectionEvents.from(c).asyncError(status) }, closure),
       "set callback")

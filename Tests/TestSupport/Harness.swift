@@ -71,6 +71,17 @@ public enum Harness {
     return try await condition()
   }
 
+  /// The full path of a program, searched on PATH and in the sbin folders
+  /// (Debian installs nats-server in /usr/sbin).
+  public static func which(_ name: String) throws -> String {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+    let dirs = path.split(separator: ":").map(String.init) + ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin"]
+    for dir in dirs where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+      return "\(dir)/\(name)"
+    }
+    throw HarnessError("\(name) is not installed (run scripts/deps.sh test)")
+  }
+
   /// Runs a program to completion and returns its exit status and output.
   @discardableResult
   public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws

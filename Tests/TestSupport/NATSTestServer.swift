@@ -31,7 +31,7 @@ public final class NATSTestServer: @unchecked Sendable {
     defer { lock.unlock() }
     guard process == nil else { return }
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/nats-server")
+    p.executableURL = URL(fileURLWithPath: try Harness.which("nats-server"))
     p.arguments = ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDirectory.path] + extraArguments
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
