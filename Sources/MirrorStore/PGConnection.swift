@@ -65,6 +65,7 @@ public final class PGConnection {
   }
 
   /// Runs `body` inside BEGIN/COMMIT; any error rolls back.
+  @discardableResult
   public func transaction<T>(_ body: (PGConnection) throws -> T) throws -> T {
     try execute("BEGIN")
     do {
@@ -102,7 +103,7 @@ public final class PGConnection {
   static func rows(of result: OpaquePointer) -> PGRows {
     let nrows = Int(PQntuples(result))
     let ncols = Int(PQnfields(result))
-    let columns = (0..<ncols).map { String(cString: PQfname(result, Int32($0))) }
+    let columns = (0..<ncols).map { PQfname(result, Int32($0)).map { String(cString: $0) } ?? "" }
     var values: [[String?]] = []
     values.reserveCapacity(nrows)
     for r in 0..<nrows {

@@ -61,6 +61,7 @@ public final class PostgresClient: @unchecked Sendable {
   }
 
   /// BEGIN, `body`, COMMIT; rolled back on any error.
+  @discardableResult
   public func transaction<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
     try await withConnection { conn in try conn.transaction(body) }
   }

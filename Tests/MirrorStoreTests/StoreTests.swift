@@ -1,0 +1,227 @@
+import Foundation
+import MirrorStore
+import TestSupport
+import Testing
+
+@Suite final class QueryTests {
+  let db: PostgresTestDatabase
+  let conn: PGConnection
+
+  init() throws {
+    db = try PostgresTestDatabase("query")
+    conn = try db.connect()
+    try conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, name text, score double precision, ok boolean, blob bytea)")
+  }
+
+  @Test func parameterisedQueryAndTypedDecoding() throws {
+    try conn.query(
+      "INSERT INTO t VALUES ($1, $2, $3, $4, $5)", [Int64(1), "ä'; DROP TABLE t; --", 2.5, true, PGBytes([0, 255, 7])])
+    try conn.query("INSERT INTO t (id) VALUES ($1)", [Int64(2)])
+    let rows = try conn.query("SELECT id, name, score, ok, blob FROM t ORDER BY id")
+    #expect(rows.count == 2)
+    let first = rows[0]
+    #expect(try first.decode(Int64.self, "id") == 1)
+    #expect(try first.decode(String.self, "name") == "ä'; DROP TABLE t; --")
+    #expect(try first.decode(Double.self, "score") == 2.5)
+    #expect(try first.decode(Bool.self, "ok") == true)
+    #expect(try first.decode(PGBytes.self, "blob") == PGBytes([0, 255, 7]))
+    #expect(try rows[1].decodeIfPresent(String.self, "name") == nil)
+    let error = #expect(throws: PostgresError.self) { try rows[1].decode(String.self, "name") }
+    #expect(error?.sqlState == .decodingFailed)
+    #expect(throws: PostgresError.self) { try first.decode(Int.self, "name") }
+  }
+
+  @Test func sqlErrorsCarrySQLState() throws {
+    try conn.query("INSERT INTO t (id) VALUES (10)")
+    let dup = #expect(throws: PostgresError.self) { try self.conn.query("INSERT INTO t (id) VALUES (10)") }
+    #expect(dup?.sqlState == .uniqueViolation)
+    let missing = #expect(throws: PostgresError.self) { try self.conn.query("SELECT * FROM nope") }
+    #expect(missing?.sqlState == .undefinedTable)
+    #expect(missing?.description.contains("nope") == true)
+    let syntax = #expect(throws: PostgresError.self) { try self.conn.query("SELEC 1") }
+    #expect(syntax?.sqlState == .syntaxError)
+    #expect(conn.isHealthy, "an SQL error leaves the connection usable")
+    #expect(try conn.query("SELECT 1").count == 1)
+  }
+
+  @Test func transactionRollsBackOnError() throws {
+    struct Boom: Error {}
+    #expect(throws: Boom.self) {
+      try self.conn.transaction { c in
+        try c.query("INSERT INTO t (id) VALUES (20)")
+        throw Boom()
+      }
+    }
+    #expect(try conn.query("SELECT 1 FROM t WHERE id = 20").isEmpty)
+    try conn.transaction { c in try c.query("INSERT INTO t (id) VALUES (21)") }
+    #expect(try conn.query("SELECT 1 FROM t WHERE id = 21").count == 1)
+  }
+
+  @Test func affectedRowCount() throws {
+    try conn.query("INSERT INTO t (id) SELECT g FROM generate_series(100, 104) g")
+    #expect(try conn.query("UPDATE t SET ok = true WHERE id >= 100").affected == 5)
+  }
+}
+
+@Suite final class CopyTests {
+  let db: PostgresTestDatabase
+  let conn: PGConnection
+
+  init() throws {
+    db = try PostgresTestDatabase("copy")
+    conn = try db.connect()
+  }
+
+  @Test func hundredThousandRowCopy() throws {
+    try conn.execute("CREATE TABLE m (host text, ts bigint, value double precision)")
+    let stored = try conn.copyIn("COPY m (host, ts, value) FROM STDIN") { w in
+      for i in 0..<100_000 {
+        w.field("host-\(i % 100)")
+        w.field(Int64(i))
+        w.field(Double(i) * 0.5)
+        try w.endRow()
+      }
+    }
+    #expect(stored == 100_000)
+    let row = try conn.query("SELECT count(*), sum(ts), count(DISTINCT host) FROM m")[0]
+    #expect(try row.decode(Int.self, 0) == 100_000)
+    #expect(try row.decode(Int64.self, 1) == 4_999_950_000)
+    #expect(try row.decode(Int.self, 2) == 100)
+  }
+
+  @Test func copyEscapesSpecialCharactersAndNulls() throws {
+    try conn.execute("CREATE TABLE s (id int, v text)")
+    let values: [String?] = ["tab\there", "line\nbreak", "back\\slash", "cr\rx", "\\N", "유니코드 ✓", nil, ""]
+    try conn.copyIn("COPY s (id, v) FROM STDIN") { w in
+      for (i, v) in values.enumerated() {
+        w.field(i)
+        w.field(v)
+        try w.endRow()
+      }
+    }
+    let rows = try conn.query("SELECT v FROM s ORDER BY id")
+    #expect(try rows.rows.map { try $0.decodeIfPresent(String.self, 0) } == values)
+  }
+
+  @Test func badCopyRowFailsWholeCopyAndNothingIsStored() throws {
+    try conn.execute("CREATE TABLE n (id int NOT NULL)")
+    let error = #expect(throws: PostgresError.self) {
+      try self.conn.copyIn("COPY n (id) FROM STDIN") { w in
+        w.field(1)
+        try w.endRow()
+        w.field("not a number")
+        try w.endRow()
+      }
+    }
+    #expect(error?.sqlState == PostgresError.Code(rawValue: "22P02"))
+    #expect(try conn.query("SELECT count(*) FROM n")[0].decode(Int.self, 0) == 0)
+    #expect(conn.isHealthy)
+  }
+
+  @Test func clientErrorDuringCopyAbortsIt() throws {
+    struct Stop: Error {}
+    try conn.execute("CREATE TABLE a (id int)")
+    #expect(throws: Stop.self) {
+      try self.conn.copyIn("COPY a (id) FROM STDIN") { w in
+        w.field(1)
+        try w.endRow()
+        throw Stop()
+      }
+    }
+    #expect(try conn.query("SELECT count(*) FROM a")[0].decode(Int.self, 0) == 0)
+  }
+}
+
+@Suite final class MigrationTests {
+  let db: PostgresTestDatabase
+
+  init() throws { db = try PostgresTestDatabase("migr") }
+
+  @Test func migrationsAppliedTwiceAreANoOp() throws {
+    let conn = try db.connect()
+    let first = try MigrationRunner.migrate(conn, logger: Harness.logger)
+    #expect(first.applied == Migration.all.map(\.version))
+    let second = try MigrationRunner.migrate(conn, logger: Harness.logger)
+    #expect(second.applied.isEmpty)
+    #expect(try conn.query("SELECT count(*) FROM schema_migrations")[0].decode(Int.self, 0) == Migration.all.count)
+    let roles = try conn.query("SELECT name FROM roles ORDER BY name").rows.map { try $0.decode(String.self, 0) }
+    #expect(roles == ["admin", "operator", "viewer"])
+    for table in ["hosts", "host_groups", "host_group_members", "users", "user_roles", "mirror_settings"] {
+      #expect(try conn.query("SELECT to_regclass($1) IS NOT NULL", [table])[0].decode(Bool.self, 0), "\(table)")
+    }
+  }
+
+  @Test func concurrentMigratorsApplyEachMigrationOnce() async throws {
+    // Separate connections are separate server processes: the advisory lock
+    // is what serialises them.
+    let url = db.url
+    let migrations = Migration.all + [
+      Migration(version: 9001, name: "slow", sql: "SELECT pg_sleep(0.5); CREATE TABLE slow_one (id int);")
+    ]
+    let results = try await withThrowingTaskGroup(of: [Int].self) { group in
+      for _ in 0..<4 {
+        group.addTask {
+          let conn = try PGConnection(url: url)
+          return try MigrationRunner.migrate(conn, migrations: migrations, logger: Harness.logger).applied
+        }
+      }
+      return try await group.reduce(into: []) { $0.append($1) }
+    }
+    let all = results.flatMap { $0 }
+    #expect(all.sorted() == migrations.map(\.version).sorted(), "every migration applied exactly once: \(results)")
+    #expect(results.filter { !$0.isEmpty }.count == 1)
+  }
+
+  @Test func timescaleIsDetectedAndRecorded() throws {
+    let conn = try db.connect()
+    let result = try MigrationRunner.migrate(conn, logger: Harness.logger)
+    let available = try conn.query("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").count > 0
+    #expect(result.capabilities.timescale == available)
+    #expect(try MigrationRunner.capabilities(conn).timescale == available)
+    if !available {
+      let error = #expect(throws: PostgresError.self) {
+        try MigrationRunner.migrate(conn, timescale: .on, logger: Harness.logger)
+      }
+      #expect(error?.message.contains("timescaledb extension is not available") == true)
+    }
+    try MigrationRunner.migrate(conn, timescale: .off, logger: Harness.logger)
+    #expect(try conn.query("SELECT value FROM mirror_settings WHERE key = 'timescaledb'")[0].decode(String.self, 0) == "off")
+  }
+}
+
+@Suite struct ConnectionFailureTests {
+  @Test func wrongPasswordIsAClearError() throws {
+    let url = try PostgresTestDatabase.adminURL.replacingOccurrences(of: "mirror:mirror@", with: "mirror:hunter2@")
+    let error = #expect(throws: PostgresError.self) { _ = try PGConnection(url: url) }
+    #expect(error?.sqlState == .invalidPassword)
+    #expect(error?.description.contains("password authentication failed") == true)
+    #expect(error?.description.contains("hunter2") == false, "the password must not be in the error")
+  }
+
+  @Test func unreachableServerFailsWithinTheTimeout() throws {
+    let start = ContinuousClock.now
+    let url = "postgresql://mirror:x@127.0.0.1:\(Harness.freePort())/mirror"
+    let error = #expect(throws: PostgresError.self) { _ = try PGConnection(url: url, connectTimeout: 2) }
+    #expect(error?.sqlState == .connectionFailure)
+    #expect(error?.description.contains("Connection refused") == true, "\(String(describing: error))")
+    #expect(ContinuousClock.now - start < .seconds(5))
+  }
+
+  @Test func redactHidesPasswords() {
+    #expect(redact("postgresql://u:secret@h:5/db") == "postgresql://u:***@h:5/db")
+    #expect(redact("postgresql://u@h/db") == "postgresql://u@h/db")
+    #expect(redact("host=h dbname=x") == "host=h dbname=x")
+  }
+
+  @Test func clientReconnectsAfterItsBackendIsKilled() async throws {
+    let db = try PostgresTestDatabase("recon")
+    let client = PostgresClient(url: db.url, applicationName: "recon-test", logger: Harness.logger)
+    let pid = try await client.query("SELECT pg_backend_pid()")[0].decode(Int.self, 0)
+    let admin = try db.connect()
+    try admin.query("SELECT pg_terminate_backend($1)", [pid])
+    let error = await #expect(throws: PostgresError.self) { try await client.query("SELECT 1") }
+    #expect(error?.sqlState.isConnectionProblem == true || error?.sqlState == .adminShutdown)
+    let newPid = try await client.query("SELECT pg_backend_pid()")[0].decode(Int.self, 0)
+    #expect(newPid != pid)
+  }
+}
