@@ -1,6 +1,8 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+
 let strict: [SwiftSetting] = [
   .enableUpcomingFeature("InternalImportsByDefault"),
   .enableUpcomingFeature("ExistentialAny"),
@@ -60,11 +62,11 @@ let package = Package(
       swiftSettings: strict),
 
     // Executables: configuration, wiring, lifecycle.
-    .executableTarget(name: "Ingest", dependencies: ["MirrorService"], swiftSettings: strict),
-    .executableTarget(name: "CommandRouter", dependencies: ["MirrorService"], swiftSettings: strict),
-    .executableTarget(name: "TwinService", dependencies: ["MirrorService"], swiftSettings: strict),
-    .executableTarget(name: "Notifier", dependencies: ["MirrorService"], swiftSettings: strict),
-    .executableTarget(name: "Reflector", dependencies: ["MirrorService"], swiftSettings: strict),
+    .executableTarget(name: "Ingest", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(name: "CommandRouter", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(name: "TwinService", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(name: "Notifier", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(name: "Reflector", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
 
     // Benchmarks (run by bench/run.sh, never by the tests).
     .executableTarget(

@@ -272,7 +272,7 @@ final class ConnectionEvents {
 
   func disconnected() {
     disconnects.add(1, ordering: .relaxed)
-    logger.warning("NATS disconnected; reconnecting")
+    logger.warning("NATS disconnected")
   }
 
   func reconnected() {
