@@ -11,7 +11,8 @@ struct IngestCommand: AsyncParsableCommand {
 
   func run() async throws {
     try await ServiceRunner.run(service: "ingest", defaultHTTPPort: 9101, options: options) { context in
-      let bus = BusService(options: context.settings.bus, streams: [Streams.metrics, Streams.metricsNormalized], context: context)
+      let bus = BusService(
+        options: context.settings.bus, streams: [Streams.metrics, Streams.metricsNormalized], context: context)
       let database = DatabaseService(settings: context.settings, context: context)
       return [database, bus]
     }

@@ -77,12 +77,15 @@ public final class BusConnection: @unchecked Sendable {
   }
 
   deinit {
+    events.takeUnretainedValue().closing.store(true, ordering: .relaxed)
     jsCtx_Destroy(js)
     natsConnection_Close(nc)
     natsConnection_Destroy(nc)
   }
 
-  private static func apply(_ o: BusOptions, to opts: OpaquePointer?, events: Unmanaged<ConnectionEvents>) throws(NATSError) {
+  private static func apply(_ o: BusOptions, to opts: OpaquePointer?, events: Unmanaged<ConnectionEvents>)
+    throws(NATSError)
+  {
     var urls = o.urls.map { strdup($0) }
     defer { urls.forEach { free($0) } }
     let status = urls.withUnsafeMutableBufferPointer { buffer in
@@ -123,8 +126,10 @@ public final class BusConnection: @unchecked Sendable {
     // Keep publishing into libnats' buffer while reconnecting.
     try natsCheck(natsOptions_SetReconnectBufSize(opts, 8 << 20), "set reconnect buffer")
     let closure = events.toOpaque()
-    try natsCheck(natsOptions_SetDisconnectedCB(opts, { _, c in ConnectionEvents.from(c).disconnected() }, closure), "set callback")
-    try natsCheck(natsOptions_SetReconnectedCB(opts, { _, c in ConnectionEvents.from(c).reconnected() }, closure), "set callback")
+    try natsCheck(
+      natsOptions_SetDisconnectedCB(opts, { _, c in ConnectionEvents.from(c).disconnected() }, closure), "set callback")
+    try natsCheck(
+      natsOptions_SetReconnectedCB(opts, { _, c in ConnectionEvents.from(c).reconnected() }, closure), "set callback")
     try natsCheck(
       natsOptions_SetClosedCB(
         opts,
@@ -153,8 +158,11 @@ public final class BusConnection: @unchecked Sendable {
   }
 
   /// Publishes a wire message with its `Content-Type`/`Mirror-Type` headers.
-  public func publish<M: WireMessage>(_ subject: String, _ message: M, headers: [String: String] = [:]) throws(NATSError) {
-    try publish(subject, payload: message.encode(), headers: headers.merging(BusHeader.describing(M.self)) { a, _ in a })
+  public func publish<M: WireMessage>(_ subject: String, _ message: M, headers: [String: String] = [:])
+    throws(NATSError)
+  {
+    try publish(
+      subject, payload: message.encode(), headers: headers.merging(BusHeader.describing(M.self)) { a, _ in a })
   }
 
   /// Answers a request: publishes `message` to its reply subject.
@@ -197,12 +205,14 @@ public final class BusConnection: @unchecked Sendable {
 
   /// Drains subscriptions and closes; in-flight callbacks finish first.
   public func drain(timeout: Duration = .seconds(5)) async {
+    events.takeUnretainedValue().closing.store(true, ordering: .relaxed)
     _ = await Blocking.run { natsConnection_DrainTimeout(self.nc, timeout.natsMilliseconds) }
   }
 
   // MARK: Helpers
 
-  static func makeMessage(subject: String, reply: String?, payload: [UInt8], headers: [String: String]) throws(NATSError)
+  static func makeMessage(subject: String, reply: String?, payload: [UInt8], headers: [String: String])
+    throws(NATSError)
     -> OpaquePointer
   {
     var msg: OpaquePointer?
@@ -233,7 +243,9 @@ public final class BusConnection: @unchecked Sendable {
     let count = Int(natsMsg_GetDataLength(msg))
     var payload: [UInt8] = []
     if count > 0, let data = natsMsg_GetData(msg) {
-      payload = data.withMemoryRebound(to: UInt8.self, capacity: count) { Array(UnsafeBufferPointer(start: $0, count: count)) }
+      payload = data.withMemoryRebound(to: UInt8.self, capacity: count) {
+        Array(UnsafeBufferPointer(start: $0, count: count))
+      }
     }
     return BusMessage(subject: subject, reply: reply, headers: headers(of: msg), payload: payload)
   }
@@ -263,6 +275,9 @@ final class ConnectionEvents {
   let logger: Logger
   let disconnects = Atomic<Int>(0)
   let reconnects = Atomic<Int>(0)
+  /// Set when we close the connection ourselves: the disconnect that
+  /// follows is expected.
+  let closing = Atomic<Bool>(false)
 
   init(logger: Logger) { self.logger = logger }
 
@@ -272,7 +287,7 @@ final class ConnectionEvents {
 
   func disconnected() {
     disconnects.add(1, ordering: .relaxed)
-    logger.warning("NATS disconnected")
+    if !closing.load(ordering: .relaxed) { logger.warning("NATS disconnected") }
   }
 
   func reconnected() {

@@ -1,5 +1,5 @@
-import Dispatch
 internal import CNATS
+import Dispatch
 public import MirrorWire
 
 #if canImport(Glibc)
@@ -64,7 +64,8 @@ extension BusConnection {
   /// Binds to (creating if needed) a durable pull consumer on `stream`.
   /// The corresponding C function is `js_PullSubscribe`.
   public func pullConsumer(stream: String, _ config: ConsumerConfig) async throws(NATSError) -> PullConsumer {
-    try await Blocking.run { () throws(NATSError) in try PullConsumer(connection: self, stream: stream, config: config) }
+    try await Blocking.run { () throws(NATSError) in try PullConsumer(connection: self, stream: stream, config: config)
+    }
   }
 }
 

@@ -31,7 +31,8 @@ public final class PGConnection {
     guard PQstatus(conn) == CONNECTION_OK else {
       let message = Self.clean(PQerrorMessage(conn))
       PQfinish(conn)
-      let code: PostgresError.Code = message.contains("password authentication failed") ? .invalidPassword : .connectionFailure
+      let code: PostgresError.Code =
+        message.contains("password authentication failed") ? .invalidPassword : .connectionFailure
       throw PostgresError(sqlState: code, message: "cannot connect to \(redact(url)): \(message)")
     }
     self.conn = conn
@@ -143,4 +144,3 @@ public func redact(_ url: String) -> String {
   guard let colon = userinfo.firstIndex(of: ":") else { return url }
   return String(url[..<colon]) + ":***" + String(url[at.lowerBound...])
 }
-

@@ -117,7 +117,8 @@ import Testing
     }
     #expect(error != nil)
     #expect(error?.description.contains("s3cret") == false)
-    let ok = try await BusConnection.connect(BusOptions(urls: [server.url], token: "s3cret-token"), logger: Harness.logger)
+    let ok = try await BusConnection.connect(
+      BusOptions(urls: [server.url], token: "s3cret-token"), logger: Harness.logger)
     #expect(ok.isConnected)
   }
 

@@ -11,13 +11,15 @@ import Testing
 
   init() async throws {
     server = try NATSTestServer()
-    bus = try await BusConnection.connect(BusOptions(urls: [server.url], name: "jetstream-tests"), logger: Harness.logger)
+    bus = try await BusConnection.connect(
+      BusOptions(urls: [server.url], name: "jetstream-tests"), logger: Harness.logger)
     stream = Harness.uniqueName("JS")
     try await bus.ensureStream(StreamConfig(name: stream, subjects: ["\(stream).>"], duplicateWindow: .seconds(60)))
   }
 
   func consumer(_ name: String, ackWait: Duration = .seconds(1)) async throws -> PullConsumer {
-    try await bus.pullConsumer(stream: stream, ConsumerConfig(durable: name, filterSubject: "\(stream).>", ackWait: ackWait))
+    try await bus.pullConsumer(
+      stream: stream, ConsumerConfig(durable: name, filterSubject: "\(stream).>", ackWait: ackWait))
   }
 
   @Test func publishPullAckIsNotRedelivered() async throws {

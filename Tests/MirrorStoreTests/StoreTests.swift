@@ -10,7 +10,8 @@ import Testing
   init() throws {
     db = try PostgresTestDatabase("query")
     conn = try db.connect()
-    try conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, name text, score double precision, ok boolean, blob bytea)")
+    try conn.execute(
+      "CREATE TABLE t (id bigint PRIMARY KEY, name text, score double precision, ok boolean, blob bytea)")
   }
 
   @Test func parameterisedQueryAndTypedDecoding() throws {
@@ -155,9 +156,10 @@ import Testing
     // Separate connections are separate server processes: the advisory lock
     // is what serialises them.
     let url = db.url
-    let migrations = Migration.all + [
-      Migration(version: 9001, name: "slow", sql: "SELECT pg_sleep(0.5); CREATE TABLE slow_one (id int);")
-    ]
+    let migrations =
+      Migration.all + [
+        Migration(version: 9001, name: "slow", sql: "SELECT pg_sleep(0.5); CREATE TABLE slow_one (id int);")
+      ]
     let results = try await withThrowingTaskGroup(of: [Int].self) { group in
       for _ in 0..<4 {
         group.addTask {
@@ -185,7 +187,8 @@ import Testing
       #expect(error?.message.contains("timescaledb extension is not available") == true)
     }
     try MigrationRunner.migrate(conn, timescale: .off, logger: Harness.logger)
-    #expect(try conn.query("SELECT value FROM mirror_settings WHERE key = 'timescaledb'")[0].decode(String.self, 0) == "off")
+    #expect(
+      try conn.query("SELECT value FROM mirror_settings WHERE key = 'timescaledb'")[0].decode(String.self, 0) == "off")
   }
 }
 

@@ -55,7 +55,11 @@ private func roundTrip<M: WireMessage>(_: M.Type) throws -> (M, M) {
   static let batch = Sample.make(MetricsBatch.self).encode()
 
   @Test func truncatedPayloadIsMalformed() {
-    #expect(throws: WireError(code: .malformed, messageType: "mirrorstage.v1.MetricsBatch", size: Self.batch.count - 1, limit: WireLimits.defaultMaxMessageBytes)) {
+    #expect(
+      throws: WireError(
+        code: .malformed, messageType: "mirrorstage.v1.MetricsBatch", size: Self.batch.count - 1,
+        limit: WireLimits.defaultMaxMessageBytes)
+    ) {
       try MetricsBatch(decoding: Array(Self.batch.dropLast()))
     }
   }

@@ -27,7 +27,10 @@ public struct ConfigValues: Sendable {
   private var environment: [String: String]
   private var overrides: [String: String]
 
-  public init(fileValues: [String: String] = [:], fileName: String = "file", environment: [String: String] = [:], overrides: [String: String] = [:]) {
+  public init(
+    fileValues: [String: String] = [:], fileName: String = "file", environment: [String: String] = [:],
+    overrides: [String: String] = [:]
+  ) {
     self.file = fileValues
     self.fileName = fileName
     self.environment = environment
@@ -45,7 +48,8 @@ public struct ConfigValues: Sendable {
       do {
         text = try String(contentsOfFile: path, encoding: .utf8)
       } catch {
-        throw ConfigError(key: "--config", problem: "cannot read \(path): \(error.localizedDescription)", source: "flags")
+        throw ConfigError(
+          key: "--config", problem: "cannot read \(path): \(error.localizedDescription)", source: "flags")
       }
       let parsed: Any?
       do {

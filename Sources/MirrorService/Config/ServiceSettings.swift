@@ -1,6 +1,6 @@
+public import Logging
 public import MirrorBus
 public import MirrorStore
-public import Logging
 
 /// The settings every service shares: how to reach NATS and PostgreSQL,
 /// where to serve /metrics and /healthz, how to log.
@@ -42,7 +42,9 @@ public struct ServiceSettings: Sendable {
     guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
       (0...65535).contains(port)
     else {
-      throw ConfigError(key: "http.listen", problem: "'\(listen)' is not HOST:PORT", source: c.lookup("http.listen")?.source ?? "default")
+      throw ConfigError(
+        key: "http.listen", problem: "'\(listen)' is not HOST:PORT",
+        source: c.lookup("http.listen")?.source ?? "default")
     }
     httpHost = String(listen[..<colon])
     httpPort = port

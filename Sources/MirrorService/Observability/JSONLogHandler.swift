@@ -1,5 +1,5 @@
-public import Logging
 import Foundation
+public import Logging
 
 #if canImport(Glibc)
   import Glibc
@@ -29,7 +29,8 @@ public struct JSONLogHandler: LogHandler {
     for (k, v) in metadata { fields[k] = "\(v)" }
     if let extra = event.metadata { for (k, v) in extra { fields[k] = "\(v)" } }
     var line = "{\"ts\":\(Self.quote(Self.timestamp())),\"level\":\(Self.quote(event.level.rawValue))"
-    line += ",\"service\":\(Self.quote(service)),\"logger\":\(Self.quote(label)),\"msg\":\(Self.quote("\(event.message)"))"
+    line +=
+      ",\"service\":\(Self.quote(service)),\"logger\":\(Self.quote(label)),\"msg\":\(Self.quote("\(event.message)"))"
     for key in fields.keys.sorted() { line += ",\(Self.quote(key)):\(Self.quote(fields[key]!))" }
     line += "}\n"
     // One write(2) per line, so lines from several threads never interleave.

@@ -1,0 +1,97 @@
+import Foundation
+import MirrorService
+import TestSupport
+import Testing
+
+@Suite struct ConfigTests {
+  func write(_ yaml: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString).yaml").path
+    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+  }
+
+  @Test func flagsOverrideEnvironmentOverrideFile() throws {
+    let path = try write(
+      """
+      nats:
+        urls: [nats://file-a:4222, nats://file-b:4222]
+        user: from-file
+      http:
+        listen: 0.0.0.0:9000
+      log:
+        level: debug
+      """)
+    let values = try ConfigValues.load(
+      file: path, environment: ["MIRROR_NATS_USER": "from-env", "MIRROR_HTTP_LISTEN": "127.0.0.1:9001"],
+      overrides: ["http.listen": "127.0.0.1:9002"])
+    let s = try ServiceSettings(service: "t", defaultHTTPPort: 1, config: values)
+    #expect(s.bus.urls == ["nats://file-a:4222", "nats://file-b:4222"])
+    #expect(s.bus.user == "from-env")
+    #expect(s.httpPort == 9002)
+    #expect(s.logLevel == .debug)
+    #expect(values.lookup("nats.user")?.source == "environment MIRROR_NATS_USER")
+  }
+
+  @Test func defaultsApplyWithoutAFile() throws {
+    let s = try ServiceSettings(service: "t", defaultHTTPPort: 9101, config: ConfigValues())
+    #expect(s.httpHost == "127.0.0.1")
+    #expect(s.httpPort == 9101)
+    #expect(s.timescale == .auto)
+    #expect(s.bus.urls == ["nats://127.0.0.1:4222"])
+  }
+
+  @Test(
+    "a wrong value names its key and source",
+    arguments: [
+      ("log.level", "loud", "log.level"),
+      ("http.listen", "nowhere", "http.listen"),
+      ("nats.urls", "http://x:4222", "nats.urls"),
+      ("database.timescale", "maybe", "database.timescale"),
+      ("nats.connect-timeout", "soon", "nats.connect-timeout"),
+      ("nats.tls", "perhaps", "nats.tls"),
+    ])
+  func badValues(key: String, value: String, expectedKey: String) throws {
+    let values = ConfigValues(environment: [ConfigValues.environmentName(of: key): value])
+    let error = #expect(throws: ConfigError.self) {
+      try ServiceSettings(service: "t", defaultHTTPPort: 1, config: values)
+    }
+    #expect(error?.key == expectedKey)
+    #expect(error?.source == "environment \(ConfigValues.environmentName(of: key))")
+    #expect(error?.description.contains(value) == true)
+  }
+
+  @Test func invalidYAMLNamesTheFile() throws {
+    let path = try write("nats: [unclosed\n  user: x")
+    let error = #expect(throws: ConfigError.self) {
+      try ConfigValues.load(file: path, environment: [:], overrides: [:])
+    }
+    #expect(error?.description.contains(path) == true)
+  }
+
+  @Test func missingFileIsAClearError() {
+    let error = #expect(throws: ConfigError.self) {
+      try ConfigValues.load(file: "/nonexistent/mirror.yaml", environment: [:], overrides: [:])
+    }
+    #expect(error?.description.contains("/nonexistent/mirror.yaml") == true)
+  }
+
+  @Test func durations() throws {
+    let values = ConfigValues(overrides: ["a": "500ms", "b": "2m", "c": "1.5h", "d": "30d", "e": "-1s"])
+    #expect(try values.duration("a", default: .zero) == .milliseconds(500))
+    #expect(try values.duration("b", default: .zero) == .seconds(120))
+    #expect(try values.duration("c", default: .zero) == .seconds(5400))
+    #expect(try values.duration("d", default: .zero) == .seconds(30 * 86400))
+    #expect(throws: ConfigError.self) { try values.duration("e", default: .zero) }
+  }
+
+  @Test func setFlagMustBeKeyEqualsValue() throws {
+    let bad = try CommonOptions.parse(["--set", "novalue"])
+    #expect(throws: ConfigError.self) { try bad.configValues(environment: [:]) }
+    let flags = try CommonOptions.parse(["--set", "nats.user=bob", "--log-level", "warning"])
+    let values = try flags.configValues(environment: ["LOG_LEVEL": "debug"])
+    #expect(values.string("nats.user") == "bob")
+    #expect(values.string("log.level") == "warning")
+    let plain = try CommonOptions.parse([])
+    #expect(try plain.configValues(environment: ["LOG_LEVEL": "debug"]).string("log.level") == "debug")
+  }
+}

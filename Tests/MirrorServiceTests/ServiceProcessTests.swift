@@ -1,0 +1,109 @@
+import Foundation
+import MirrorService
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The built executables, run as real processes against the harness's
+/// nats-server and PostgreSQL.
+@Suite final class ServiceProcessTests {
+  let nats: NATSTestServer
+  let db: PostgresTestDatabase
+
+  init() throws {
+    nats = try NATSTestServer()
+    db = try PostgresTestDatabase("svc")
+  }
+
+  /// The folder of the test binary holds the executables too.
+  static var binDirectory: URL {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+  }
+
+  static func httpGet(_ port: Int, _ path: String) -> (status: Int, body: String)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    let ok = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+      }
+    }
+    guard ok else { return nil }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let n = recv(fd, &buffer, buffer.count, 0)
+      if n <= 0 { break }
+      response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let statusText = text.split(separator: " ").dropFirst().first, let status = Int(statusText) else {
+      return nil
+    }
+    let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+    return (status, body)
+  }
+
+  func launch(_ name: String, _ arguments: [String]) throws -> (Process, Pipe) {
+    let p = Process()
+    p.executableURL = Self.binDirectory.appendingPathComponent(name)
+    p.arguments = arguments
+    p.environment = ["PATH": "/usr/bin:/bin", "MIRROR_LOG_FORMAT": "json"]
+    let pipe = Pipe()
+    p.standardError = pipe
+    p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    return (p, pipe)
+  }
+
+  @Test(arguments: ["ingest", "command-router", "notifier", "twin-service", "reflector"])
+  func serviceStartsIsHealthyAndStopsOnSIGTERM(_ name: String) async throws {
+    let port = Harness.freePort()
+    let (process, pipe) = try launch(
+      name, ["--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(port)"])
+    let healthy = await Harness.waitUntil(timeout: .seconds(20)) { Self.httpGet(port, "/healthz")?.status == 200 }
+    #expect(healthy, "\(name) did not become healthy: \(String(describing: Self.httpGet(port, "/healthz")))")
+    let health = Self.httpGet(port, "/healthz")
+    #expect(health?.body.contains("\"nats\":{\"healthy\":true") == true)
+    let metrics = Self.httpGet(port, "/metrics")
+    #expect(metrics?.status == 200)
+    #expect(Self.httpGet(port, "/nope")?.status == 404)
+    kill(process.processIdentifier, SIGTERM)
+    let exited = await Harness.waitUntil(timeout: .seconds(15)) { !process.isRunning }
+    #expect(exited, "\(name) did not stop on SIGTERM")
+    #expect(process.terminationStatus == 0)
+    let log = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(log.contains("\"msg\":\"stopped\""), "\(log)")
+  }
+
+  @Test func unhealthyUntilTheDatabaseAnswers() async throws {
+    let port = Harness.freePort()
+    let deadDB = "postgresql://mirror:mirror@127.0.0.1:\(Harness.freePort())/mirror"
+    let (process, _) = try launch(
+      "ingest", ["--nats-url", nats.url, "--database-url", deadDB, "--http", "127.0.0.1:\(port)"])
+    defer { process.terminate() }
+    let answered = await Harness.waitUntil { Self.httpGet(port, "/healthz") != nil }
+    #expect(answered)
+    let health = Self.httpGet(port, "/healthz")
+    #expect(health?.status == 503)
+    #expect(health?.body.contains("Connection refused") == true, "\(String(describing: health))")
+    #expect(process.isRunning, "a missing database is retried, not a crash")
+  }
+
+  @Test func badConfigurationExitsWithTheKeyNamed() throws {
+    let (process, pipe) = try launch("ingest", ["--set", "log.level=loud"])
+    process.waitUntilExit()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(process.terminationStatus != 0)
+    #expect(output.contains("log.level"), "\(output)")
+  }
+}

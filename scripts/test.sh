@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every check: generated code is fresh, the format lint is clean, the
+# build has no warnings, and every test passes against a real nats-server and
+# PostgreSQL (started here, on loopback ports of their own, and stopped).
+# Installs what it needs. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "dependencies"
+scripts/deps.sh test
+
+step "generated code"
+scripts/generate.sh --check
+
+step "format"
+scripts/format.sh --lint
+
+step "build (warnings are errors in our code)"
+log=$(mktemp)
+trap 'rm -f "$log"; scripts/stack.sh stop test >/dev/null 2>&1 || true' EXIT
+swift build --build-tests 2>&1 | tee "$log" | grep -E "error|warning:|Compiling|Build complete" | grep -v "^\[" || true
+if grep -E "^$(pwd)/(Sources|Tests|bench)/.*(warning|error):" "$log" | grep -v "/Generated/" | sort -u | grep .; then
+  echo "the build has warnings or errors in our code"
+  exit 1
+fi
+grep -q "Build complete" "$log" || { tail -50 "$log"; exit 1; }
+
+step "test PostgreSQL"
+scripts/stack.sh start-pg test
+
+step "tests"
+swift test --skip-build 2>&1 | tee "$log" | grep -vE "^(◇|↳)|started\.$" || true
+status=${PIPESTATUS[0]}
+if grep -q "✘" "$log" || [[ $status != 0 ]]; then
+  echo
+  echo "FAILED:"
+  grep "✘" "$log" | head -40
+  exit 1
+fi
