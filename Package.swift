@@ -70,7 +70,9 @@ let package = Package(
 
     // Benchmarks (run by bench/run.sh, never by the tests).
     .executableTarget(
-      name: "MirrorBench", dependencies: ["MirrorWire", "MirrorBus"], path: "bench/MirrorBench",
+      name: "MirrorBench",
+      dependencies: ["MirrorWire", "MirrorBus", .product(name: "Logging", package: "swift-log")],
+      path: "bench/MirrorBench",
       swiftSettings: strict),
 
     // Tests: a harness that starts real nats-server and PostgreSQL.

@@ -12,8 +12,9 @@ protocol CBridged {
   associatedtype CStruct
   static func cPackedSize(_ p: UnsafePointer<CStruct>) -> Int
   static func cPack(_ p: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<CStruct>?
-  static func cFree(_ p: UnsafeMutablePointer<CStruct>)
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<CStruct>?
   init(c: CStruct)
   func cValue(_ arena: CArena) -> CStruct
 }
@@ -39,29 +40,54 @@ extension CBridged where Self: WireMessage {
       throw WireError(code: .tooLarge, messageType: Self.fullName, size: bytes.count, limit: limit)
     }
     // The corresponding C function is `<message>__unpack`; it returns NULL
-    // for any invalid input and never reads past `count`.
-    let unpacked = bytes.withUnsafeBufferPointer { Self.cUnpack($0.count, $0.baseAddress) }
+    // for any invalid input and never reads past `count`. It allocates from
+    // the arena, so nothing is freed one by one (no `free_unpacked`).
+    let arena = CArena()
+    let unpacked = arena.withAllocator { allocator in
+      bytes.withUnsafeBufferPointer { Self.cUnpack(allocator, $0.count, $0.baseAddress) }
+    }
     guard let unpacked else {
       throw WireError(code: .malformed, messageType: Self.fullName, size: bytes.count, limit: limit)
     }
-    defer { Self.cFree(unpacked) }
-    return Self(c: unpacked.pointee)
+    return withExtendedLifetime(arena) { Self(c: unpacked.pointee) }
   }
 }
 
-/// Owns every C allocation made while building a message for packing, and
-/// frees them all at once.
+/// A bump allocator owning every C allocation made while building a message
+/// for packing, or by protobuf-c while unpacking one; all of it is freed at
+/// once when the arena goes away.
 final class CArena {
-  private var blocks: [UnsafeMutableRawPointer] = []
+  private static let chunkSize = 16 << 10
+  private var chunks: [UnsafeMutableRawPointer] = []
+  private var next: UnsafeMutableRawPointer?
+  private var remaining = 0
 
   deinit {
-    for block in blocks { free(block) }
+    for chunk in chunks { free(chunk) }
+  }
+
+  /// `size` bytes aligned to 16.
+  func allocateBytes(_ size: Int) -> UnsafeMutableRawPointer {
+    let rounded = (max(size, 1) + 15) & ~15
+    if rounded > remaining {
+      if rounded > Self.chunkSize / 4 {
+        let block = malloc(rounded)!
+        chunks.append(block)
+        return block
+      }
+      let chunk = malloc(Self.chunkSize)!
+      chunks.append(chunk)
+      next = chunk
+      remaining = Self.chunkSize
+    }
+    let p = next!
+    next = p + rounded
+    remaining -= rounded
+    return p
   }
 
   func allocate<T>(_: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {
-    let raw = malloc(max(1, MemoryLayout<T>.stride * count))!
-    blocks.append(raw)
-    return raw.bindMemory(to: T.self, capacity: count)
+    allocateBytes(MemoryLayout<T>.stride * count).bindMemory(to: T.self, capacity: count)
   }
 
   func store<T>(_ value: T) -> UnsafeMutablePointer<T> {
@@ -92,6 +118,17 @@ final class CArena {
     let p = allocate(T.self, count: values.count)
     for (i, v) in values.enumerated() { (p + i).initialize(to: transform(v)) }
     return p
+  }
+
+  /// This arena as protobuf-c's allocator; its free is a no-op.
+  func withAllocator<R>(_ body: (UnsafeMutablePointer<ProtobufCAllocator>) -> R) -> R {
+    var allocator = ProtobufCAllocator(
+      alloc: { data, size in
+        Unmanaged<CArena>.fromOpaque(data!).takeUnretainedValue().allocateBytes(size)
+      },
+      free: { _, _ in },
+      allocator_data: Unmanaged.passUnretained(self).toOpaque())
+    return withExtendedLifetime(self) { body(&allocator) }
   }
 }
 

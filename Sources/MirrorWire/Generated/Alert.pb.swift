@@ -64,8 +64,9 @@ extension Alert: CBridged {
   typealias CStruct = Mirrorstage__V1__Alert
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__Alert>) -> Int { mirrorstage__v1__alert__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__Alert>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__alert__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__Alert>? { mirrorstage__v1__alert__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__Alert>) { mirrorstage__v1__alert__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__Alert>? { mirrorstage__v1__alert__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)

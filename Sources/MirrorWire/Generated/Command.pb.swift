@@ -109,8 +109,9 @@ extension CommandTarget: CBridged {
   typealias CStruct = Mirrorstage__V1__CommandTarget
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandTarget>) -> Int { mirrorstage__v1__command_target__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandTarget>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_target__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CommandTarget>? { mirrorstage__v1__command_target__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CommandTarget>) { mirrorstage__v1__command_target__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandTarget>? { mirrorstage__v1__command_target__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -159,8 +160,9 @@ extension CommandAction: CBridged {
   typealias CStruct = Mirrorstage__V1__CommandAction
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandAction>) -> Int { mirrorstage__v1__command_action__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandAction>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_action__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CommandAction>? { mirrorstage__v1__command_action__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CommandAction>) { mirrorstage__v1__command_action__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandAction>? { mirrorstage__v1__command_action__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -222,8 +224,9 @@ extension CommandRequest: CBridged {
   typealias CStruct = Mirrorstage__V1__CommandRequest
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandRequest>) -> Int { mirrorstage__v1__command_request__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_request__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CommandRequest>? { mirrorstage__v1__command_request__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CommandRequest>) { mirrorstage__v1__command_request__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandRequest>? { mirrorstage__v1__command_request__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -288,8 +291,9 @@ extension CommandDispatchBody: CBridged {
   typealias CStruct = Mirrorstage__V1__CommandDispatchBody
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandDispatchBody>) -> Int { mirrorstage__v1__command_dispatch_body__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandDispatchBody>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_dispatch_body__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CommandDispatchBody>? { mirrorstage__v1__command_dispatch_body__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CommandDispatchBody>) { mirrorstage__v1__command_dispatch_body__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandDispatchBody>? { mirrorstage__v1__command_dispatch_body__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -338,8 +342,9 @@ extension CommandDispatch: CBridged {
   typealias CStruct = Mirrorstage__V1__CommandDispatch
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandDispatch>) -> Int { mirrorstage__v1__command_dispatch__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandDispatch>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_dispatch__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CommandDispatch>? { mirrorstage__v1__command_dispatch__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CommandDispatch>) { mirrorstage__v1__command_dispatch__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandDispatch>? { mirrorstage__v1__command_dispatch__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -384,8 +389,9 @@ extension CommandOutput: CBridged {
   typealias CStruct = Mirrorstage__V1__CommandOutput
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandOutput>) -> Int { mirrorstage__v1__command_output__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandOutput>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_output__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CommandOutput>? { mirrorstage__v1__command_output__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CommandOutput>) { mirrorstage__v1__command_output__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandOutput>? { mirrorstage__v1__command_output__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -446,8 +452,9 @@ extension CommandResult: CBridged {
   typealias CStruct = Mirrorstage__V1__CommandResult
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandResult>) -> Int { mirrorstage__v1__command_result__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandResult>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_result__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CommandResult>? { mirrorstage__v1__command_result__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CommandResult>) { mirrorstage__v1__command_result__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandResult>? { mirrorstage__v1__command_result__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -514,8 +521,9 @@ extension SubmitCommandResponse: CBridged {
   typealias CStruct = Mirrorstage__V1__SubmitCommandResponse
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SubmitCommandResponse>) -> Int { mirrorstage__v1__submit_command_response__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SubmitCommandResponse>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__submit_command_response__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__SubmitCommandResponse>? { mirrorstage__v1__submit_command_response__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__SubmitCommandResponse>) { mirrorstage__v1__submit_command_response__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SubmitCommandResponse>? { mirrorstage__v1__submit_command_response__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)

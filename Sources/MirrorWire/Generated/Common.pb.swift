@@ -53,8 +53,9 @@ extension Label: CBridged {
   typealias CStruct = Mirrorstage__V1__Label
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__Label>) -> Int { mirrorstage__v1__label__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__Label>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__label__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__Label>? { mirrorstage__v1__label__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__Label>) { mirrorstage__v1__label__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__Label>? { mirrorstage__v1__label__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -93,8 +94,9 @@ extension RpcError: CBridged {
   typealias CStruct = Mirrorstage__V1__RpcError
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__RpcError>) -> Int { mirrorstage__v1__rpc_error__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__RpcError>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__rpc_error__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__RpcError>? { mirrorstage__v1__rpc_error__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__RpcError>) { mirrorstage__v1__rpc_error__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__RpcError>? { mirrorstage__v1__rpc_error__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)

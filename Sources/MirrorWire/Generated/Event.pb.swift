@@ -56,8 +56,9 @@ extension Event: CBridged {
   typealias CStruct = Mirrorstage__V1__Event
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__Event>) -> Int { mirrorstage__v1__event__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__Event>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__event__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__Event>? { mirrorstage__v1__event__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__Event>) { mirrorstage__v1__event__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__Event>? { mirrorstage__v1__event__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)

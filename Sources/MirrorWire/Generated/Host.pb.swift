@@ -19,8 +19,9 @@ extension NetworkAddress: CBridged {
   typealias CStruct = Mirrorstage__V1__NetworkAddress
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__NetworkAddress>) -> Int { mirrorstage__v1__network_address__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__NetworkAddress>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__network_address__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__NetworkAddress>? { mirrorstage__v1__network_address__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__NetworkAddress>) { mirrorstage__v1__network_address__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__NetworkAddress>? { mirrorstage__v1__network_address__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -57,8 +58,9 @@ extension HardwareAddress: CBridged {
   typealias CStruct = Mirrorstage__V1__HardwareAddress
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__HardwareAddress>) -> Int { mirrorstage__v1__hardware_address__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__HardwareAddress>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__hardware_address__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__HardwareAddress>? { mirrorstage__v1__hardware_address__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__HardwareAddress>) { mirrorstage__v1__hardware_address__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__HardwareAddress>? { mirrorstage__v1__hardware_address__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -125,8 +127,9 @@ extension HostInfo: CBridged {
   typealias CStruct = Mirrorstage__V1__HostInfo
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__HostInfo>) -> Int { mirrorstage__v1__host_info__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__HostInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__host_info__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__HostInfo>? { mirrorstage__v1__host_info__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__HostInfo>) { mirrorstage__v1__host_info__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__HostInfo>? { mirrorstage__v1__host_info__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -201,8 +204,9 @@ extension RegisterHostRequest: CBridged {
   typealias CStruct = Mirrorstage__V1__RegisterHostRequest
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__RegisterHostRequest>) -> Int { mirrorstage__v1__register_host_request__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__RegisterHostRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__register_host_request__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__RegisterHostRequest>? { mirrorstage__v1__register_host_request__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__RegisterHostRequest>) { mirrorstage__v1__register_host_request__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__RegisterHostRequest>? { mirrorstage__v1__register_host_request__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -243,8 +247,9 @@ extension RegisterHostResponse: CBridged {
   typealias CStruct = Mirrorstage__V1__RegisterHostResponse
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__RegisterHostResponse>) -> Int { mirrorstage__v1__register_host_response__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__RegisterHostResponse>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__register_host_response__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__RegisterHostResponse>? { mirrorstage__v1__register_host_response__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__RegisterHostResponse>) { mirrorstage__v1__register_host_response__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__RegisterHostResponse>? { mirrorstage__v1__register_host_response__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)

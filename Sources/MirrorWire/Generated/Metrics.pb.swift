@@ -71,8 +71,9 @@ extension CpuTimes: CBridged {
   typealias CStruct = Mirrorstage__V1__CpuTimes
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CpuTimes>) -> Int { mirrorstage__v1__cpu_times__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CpuTimes>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__cpu_times__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CpuTimes>? { mirrorstage__v1__cpu_times__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CpuTimes>) { mirrorstage__v1__cpu_times__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CpuTimes>? { mirrorstage__v1__cpu_times__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -125,8 +126,9 @@ extension CpuCore: CBridged {
   typealias CStruct = Mirrorstage__V1__CpuCore
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CpuCore>) -> Int { mirrorstage__v1__cpu_core__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CpuCore>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__cpu_core__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CpuCore>? { mirrorstage__v1__cpu_core__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CpuCore>) { mirrorstage__v1__cpu_core__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CpuCore>? { mirrorstage__v1__cpu_core__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -188,8 +190,9 @@ extension CpuStats: CBridged {
   typealias CStruct = Mirrorstage__V1__CpuStats
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CpuStats>) -> Int { mirrorstage__v1__cpu_stats__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CpuStats>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__cpu_stats__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CpuStats>? { mirrorstage__v1__cpu_stats__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CpuStats>) { mirrorstage__v1__cpu_stats__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CpuStats>? { mirrorstage__v1__cpu_stats__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -253,8 +256,9 @@ extension MemoryStats: CBridged {
   typealias CStruct = Mirrorstage__V1__MemoryStats
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__MemoryStats>) -> Int { mirrorstage__v1__memory_stats__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__MemoryStats>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__memory_stats__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__MemoryStats>? { mirrorstage__v1__memory_stats__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__MemoryStats>) { mirrorstage__v1__memory_stats__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__MemoryStats>? { mirrorstage__v1__memory_stats__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -317,8 +321,9 @@ extension MountUsage: CBridged {
   typealias CStruct = Mirrorstage__V1__MountUsage
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__MountUsage>) -> Int { mirrorstage__v1__mount_usage__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__MountUsage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__mount_usage__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__MountUsage>? { mirrorstage__v1__mount_usage__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__MountUsage>) { mirrorstage__v1__mount_usage__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__MountUsage>? { mirrorstage__v1__mount_usage__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -393,8 +398,9 @@ extension DiskDevice: CBridged {
   typealias CStruct = Mirrorstage__V1__DiskDevice
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__DiskDevice>) -> Int { mirrorstage__v1__disk_device__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__DiskDevice>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__disk_device__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__DiskDevice>? { mirrorstage__v1__disk_device__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__DiskDevice>) { mirrorstage__v1__disk_device__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__DiskDevice>? { mirrorstage__v1__disk_device__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -494,8 +500,9 @@ extension NetworkInterface: CBridged {
   typealias CStruct = Mirrorstage__V1__NetworkInterface
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__NetworkInterface>) -> Int { mirrorstage__v1__network_interface__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__NetworkInterface>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__network_interface__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__NetworkInterface>? { mirrorstage__v1__network_interface__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__NetworkInterface>) { mirrorstage__v1__network_interface__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__NetworkInterface>? { mirrorstage__v1__network_interface__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -567,8 +574,9 @@ extension LatencyProbe: CBridged {
   typealias CStruct = Mirrorstage__V1__LatencyProbe
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__LatencyProbe>) -> Int { mirrorstage__v1__latency_probe__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__LatencyProbe>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__latency_probe__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__LatencyProbe>? { mirrorstage__v1__latency_probe__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__LatencyProbe>) { mirrorstage__v1__latency_probe__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__LatencyProbe>? { mirrorstage__v1__latency_probe__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -630,8 +638,9 @@ extension GpuStats: CBridged {
   typealias CStruct = Mirrorstage__V1__GpuStats
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__GpuStats>) -> Int { mirrorstage__v1__gpu_stats__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__GpuStats>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__gpu_stats__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__GpuStats>? { mirrorstage__v1__gpu_stats__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__GpuStats>) { mirrorstage__v1__gpu_stats__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__GpuStats>? { mirrorstage__v1__gpu_stats__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -725,8 +734,9 @@ extension TemperatureSensor: CBridged {
   typealias CStruct = Mirrorstage__V1__TemperatureSensor
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__TemperatureSensor>) -> Int { mirrorstage__v1__temperature_sensor__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__TemperatureSensor>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__temperature_sensor__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__TemperatureSensor>? { mirrorstage__v1__temperature_sensor__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__TemperatureSensor>) { mirrorstage__v1__temperature_sensor__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__TemperatureSensor>? { mirrorstage__v1__temperature_sensor__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -785,8 +795,9 @@ extension ProcessSample: CBridged {
   typealias CStruct = Mirrorstage__V1__ProcessSample
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__ProcessSample>) -> Int { mirrorstage__v1__process_sample__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__ProcessSample>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__process_sample__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__ProcessSample>? { mirrorstage__v1__process_sample__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__ProcessSample>) { mirrorstage__v1__process_sample__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__ProcessSample>? { mirrorstage__v1__process_sample__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -827,8 +838,9 @@ extension CollectorError: CBridged {
   typealias CStruct = Mirrorstage__V1__CollectorError
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CollectorError>) -> Int { mirrorstage__v1__collector_error__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CollectorError>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__collector_error__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__CollectorError>? { mirrorstage__v1__collector_error__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__CollectorError>) { mirrorstage__v1__collector_error__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CollectorError>? { mirrorstage__v1__collector_error__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -895,8 +907,9 @@ extension MetricsBatch: CBridged {
   typealias CStruct = Mirrorstage__V1__MetricsBatch
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__MetricsBatch>) -> Int { mirrorstage__v1__metrics_batch__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__MetricsBatch>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__metrics_batch__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__MetricsBatch>? { mirrorstage__v1__metrics_batch__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__MetricsBatch>) { mirrorstage__v1__metrics_batch__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__MetricsBatch>? { mirrorstage__v1__metrics_batch__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -983,8 +996,9 @@ extension InterfaceRate: CBridged {
   typealias CStruct = Mirrorstage__V1__InterfaceRate
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__InterfaceRate>) -> Int { mirrorstage__v1__interface_rate__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__InterfaceRate>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__interface_rate__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__InterfaceRate>? { mirrorstage__v1__interface_rate__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__InterfaceRate>) { mirrorstage__v1__interface_rate__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__InterfaceRate>? { mirrorstage__v1__interface_rate__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -1043,8 +1057,9 @@ extension DiskRate: CBridged {
   typealias CStruct = Mirrorstage__V1__DiskRate
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__DiskRate>) -> Int { mirrorstage__v1__disk_rate__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__DiskRate>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__disk_rate__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__DiskRate>? { mirrorstage__v1__disk_rate__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__DiskRate>) { mirrorstage__v1__disk_rate__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__DiskRate>? { mirrorstage__v1__disk_rate__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -1095,8 +1110,9 @@ extension NormalizedBatch: CBridged {
   typealias CStruct = Mirrorstage__V1__NormalizedBatch
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__NormalizedBatch>) -> Int { mirrorstage__v1__normalized_batch__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__NormalizedBatch>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__normalized_batch__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__NormalizedBatch>? { mirrorstage__v1__normalized_batch__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__NormalizedBatch>) { mirrorstage__v1__normalized_batch__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__NormalizedBatch>? { mirrorstage__v1__normalized_batch__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)

@@ -63,8 +63,9 @@ extension Vec3: CBridged {
   typealias CStruct = Mirrorstage__V1__Vec3
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__Vec3>) -> Int { mirrorstage__v1__vec3__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__Vec3>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__vec3__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__Vec3>? { mirrorstage__v1__vec3__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__Vec3>) { mirrorstage__v1__vec3__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__Vec3>? { mirrorstage__v1__vec3__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -103,8 +104,9 @@ extension Material: CBridged {
   typealias CStruct = Mirrorstage__V1__Material
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__Material>) -> Int { mirrorstage__v1__material__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__Material>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__material__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__Material>? { mirrorstage__v1__material__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__Material>) { mirrorstage__v1__material__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__Material>? { mirrorstage__v1__material__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -169,8 +171,9 @@ extension SceneNode: CBridged {
   typealias CStruct = Mirrorstage__V1__SceneNode
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SceneNode>) -> Int { mirrorstage__v1__scene_node__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SceneNode>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__scene_node__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__SceneNode>? { mirrorstage__v1__scene_node__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__SceneNode>) { mirrorstage__v1__scene_node__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SceneNode>? { mirrorstage__v1__scene_node__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -273,8 +276,9 @@ extension SceneLink: CBridged {
   typealias CStruct = Mirrorstage__V1__SceneLink
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SceneLink>) -> Int { mirrorstage__v1__scene_link__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SceneLink>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__scene_link__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__SceneLink>? { mirrorstage__v1__scene_link__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__SceneLink>) { mirrorstage__v1__scene_link__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SceneLink>? { mirrorstage__v1__scene_link__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -344,8 +348,9 @@ extension SceneRoom: CBridged {
   typealias CStruct = Mirrorstage__V1__SceneRoom
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SceneRoom>) -> Int { mirrorstage__v1__scene_room__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SceneRoom>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__scene_room__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__SceneRoom>? { mirrorstage__v1__scene_room__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__SceneRoom>) { mirrorstage__v1__scene_room__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SceneRoom>? { mirrorstage__v1__scene_room__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -390,8 +395,9 @@ extension SceneRack: CBridged {
   typealias CStruct = Mirrorstage__V1__SceneRack
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SceneRack>) -> Int { mirrorstage__v1__scene_rack__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SceneRack>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__scene_rack__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__SceneRack>? { mirrorstage__v1__scene_rack__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__SceneRack>) { mirrorstage__v1__scene_rack__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SceneRack>? { mirrorstage__v1__scene_rack__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -440,8 +446,9 @@ extension Scene: CBridged {
   typealias CStruct = Mirrorstage__V1__Scene
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__Scene>) -> Int { mirrorstage__v1__scene__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__Scene>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__scene__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__Scene>? { mirrorstage__v1__scene__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__Scene>) { mirrorstage__v1__scene__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__Scene>? { mirrorstage__v1__scene__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
@@ -498,8 +505,9 @@ extension SceneDiff: CBridged {
   typealias CStruct = Mirrorstage__V1__SceneDiff
   static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SceneDiff>) -> Int { mirrorstage__v1__scene_diff__get_packed_size(p) }
   static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SceneDiff>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__scene_diff__pack(p, out) }
-  static func cUnpack(_ n: Int, _ data: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Mirrorstage__V1__SceneDiff>? { mirrorstage__v1__scene_diff__unpack(nil, n, data) }
-  static func cFree(_ p: UnsafeMutablePointer<Mirrorstage__V1__SceneDiff>) { mirrorstage__v1__scene_diff__free_unpacked(p, nil) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SceneDiff>? { mirrorstage__v1__scene_diff__unpack(allocator, n, data) }
   public func encode() -> [UInt8] { cEncode() }
   public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
     self = try Self.cDecode(bytes, limit: limit)
