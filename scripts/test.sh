@@ -17,6 +17,9 @@ scripts/generate.sh --check
 step "format"
 scripts/format.sh --lint
 
+step "k8s and argocd manifests"
+scripts/check-manifests.sh
+
 step "build (warnings are errors in our code)"
 log=$(mktemp)
 trap 'rm -f "$log"; scripts/stack.sh stop test >/dev/null 2>&1 || true' EXIT

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Runs the whole system locally: a nats-server with JetStream and a PostgreSQL
+# cluster in .stack/dev/, every EGO service, and a reflector for this host.
+# Installs what it needs; idempotent (what already runs is left running).
+#   scripts/run.sh            start everything, show status, follow the logs
+#                             (Ctrl-C stops the services; the stack stays)
+#   scripts/run.sh --detach   start everything and return
+#   scripts/run.sh status     health of every part
+#   scripts/run.sh stop       stop the services and the stack
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+dir="$root/.stack/dev"
+mkdir -p "$dir/logs" "$dir/pids"
+
+services=(ingest:9101 command-router:9102 twin-service:9103 notifier:9104 reflector:9105)
+
+running() { [[ -f "$dir/pids/$1" ]] && kill -0 "$(cat "$dir/pids/$1")" 2>/dev/null; }
+
+stop_services() {
+  for entry in "${services[@]}"; do
+    name=${entry%%:*}
+    if running "$name"; then kill -TERM "$(cat "$dir/pids/$name")" 2>/dev/null || true; fi
+  done
+  for entry in "${services[@]}"; do
+    name=${entry%%:*}
+    for _ in $(seq 100); do running "$name" || break; sleep 0.1; done
+    rm -f "$dir/pids/$name"
+  done
+}
+
+status() {
+  scripts/stack.sh status dev
+  for entry in "${services[@]}"; do
+    name=${entry%%:*}
+    port=${entry##*:}
+    if running "$name"; then
+      health=$(curl -s --max-time 2 "http://127.0.0.1:$port/healthz" || echo "no answer")
+      printf '%-15s pid %-7s http://127.0.0.1:%s  %s\n' "$name" "$(cat "$dir/pids/$name")" "$port" "$health"
+    else
+      printf '%-15s stopped\n' "$name"
+    fi
+  done
+}
+
+case "${1:-}" in
+  stop)
+    stop_services
+    scripts/stack.sh stop dev
+    exit 0
+    ;;
+  status)
+    status
+    exit 0
+    ;;
+esac
+
+scripts/deps.sh run
+command -v curl >/dev/null || { apt-get install -y -qq curl >/dev/null 2>&1 || true; }
+echo "building (first build on a new machine takes a few minutes)..."
+swift build 2>&1 | grep -E "error|warning:|Compiling|Build complete" | grep -v "^\[" || true
+bin=$(swift build --show-bin-path)
+scripts/stack.sh start dev
+eval "$(scripts/stack.sh env dev)"
+
+for entry in "${services[@]}"; do
+  name=${entry%%:*}
+  port=${entry##*:}
+  running "$name" && continue
+  config="$root/config/$name.yaml"
+  args=(--nats-url "$MIRROR_NATS_URL" --database-url "$MIRROR_DATABASE_URL" --http "127.0.0.1:$port")
+  [[ -f "$config" ]] && args+=(--config "$config")
+  MIRROR_LOG_FORMAT=json nohup "$bin/$name" "${args[@]}" >>"$dir/logs/$name.log" 2>&1 &
+  echo $! >"$dir/pids/$name"
+done
+
+for entry in "${services[@]}"; do
+  port=${entry##*:}
+  for _ in $(seq 100); do
+    curl -sf --max-time 1 "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+done
+echo
+status
+echo
+echo "logs: $dir/logs/   stop: scripts/run.sh stop"
+
+if [[ "${1:-}" == "--detach" ]]; then exit 0; fi
+trap 'echo; echo "stopping services (the stack keeps running; scripts/run.sh stop stops it)"; stop_services; exit 0' INT TERM
+tail -n 5 -F "$dir"/logs/*.log
