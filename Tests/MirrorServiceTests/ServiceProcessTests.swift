@@ -1,5 +1,6 @@
 import Foundation
 import MirrorService
+import MirrorStore
 import TestSupport
 import Testing
 
@@ -97,6 +98,23 @@ import Testing
     #expect(health?.status == 503)
     #expect(health?.body.contains("Connection refused") == true, "\(String(describing: health))")
     #expect(process.isRunning, "a missing database is retried, not a crash")
+  }
+
+  @Test func twoProcessesMigratingAtOnceApplyEachMigrationOnce() async throws {
+    let fresh = try PostgresTestDatabase("twoproc")
+    let ports = [Harness.freePort(), Harness.freePort()]
+    let processes = try ports.map { port in
+      try launch("ingest", ["--nats-url", nats.url, "--database-url", fresh.url, "--http", "127.0.0.1:\(port)"]).0
+    }
+    defer { processes.forEach { $0.terminate() } }
+    for port in ports {
+      let healthy = await Harness.waitUntil(timeout: .seconds(20)) { Self.httpGet(port, "/healthz")?.status == 200 }
+      #expect(healthy)
+    }
+    let conn = try fresh.connect()
+    let rows = try conn.query("SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY version")
+    #expect(try rows.rows.map { try $0.decode(Int.self, 0) } == Migration.all.map(\.version))
+    #expect(try rows.rows.allSatisfy { try $0.decode(Int.self, 1) == 1 })
   }
 
   @Test func badConfigurationExitsWithTheKeyNamed() throws {
