@@ -61,12 +61,23 @@ let package = Package(
       ],
       swiftSettings: strict),
 
+    // The host agent's logic (collectors, publisher, command runner).
+    .target(
+      name: "ReflectorCore",
+      dependencies: [
+        "MirrorWire", "MirrorBus", "MirrorService", .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict),
+
     // Executables: configuration, wiring, lifecycle.
     .executableTarget(name: "Ingest", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(name: "CommandRouter", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(name: "TwinService", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(name: "Notifier", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
-    .executableTarget(name: "Reflector", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(
+      name: "Reflector", dependencies: ["MirrorService", "ReflectorCore", argumentParser], swiftSettings: strict),
 
     // Benchmarks (run by bench/run.sh, never by the tests).
     .executableTarget(
@@ -82,6 +93,9 @@ let package = Package(
     .testTarget(name: "MirrorWireTests", dependencies: ["MirrorWire", "TestSupport"], swiftSettings: strict),
     .testTarget(name: "MirrorBusTests", dependencies: ["MirrorBus", "TestSupport"], swiftSettings: strict),
     .testTarget(name: "MirrorStoreTests", dependencies: ["MirrorStore", "TestSupport"], swiftSettings: strict),
+    .testTarget(
+      name: "ReflectorTests", dependencies: ["ReflectorCore", "TestSupport"], resources: [.copy("Fixtures")],
+      swiftSettings: strict),
     .testTarget(
       name: "MirrorServiceTests", dependencies: ["MirrorService", "TestSupport"], swiftSettings: strict),
   ]

@@ -94,6 +94,13 @@ public struct ConfigValues: Sendable {
 
   public func string(_ key: String) -> String? { lookup(key)?.value }
 
+  /// The file's keys directly under `prefix` (`reflector.label.rack` →
+  /// `rack`), with their values; for maps such as labels.
+  public func children(of prefix: String) -> [(key: String, value: String)] {
+    let p = prefix + "."
+    return file.keys.filter { $0.hasPrefix(p) }.sorted().map { (String($0.dropFirst(p.count)), file[$0]!) }
+  }
+
   public func string(_ key: String, default value: String) -> String { lookup(key)?.value ?? value }
 
   public func list(_ key: String, default value: [String]) -> [String] {

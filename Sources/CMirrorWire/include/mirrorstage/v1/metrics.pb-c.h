@@ -316,7 +316,8 @@ struct  Mirrorstage__V1__MetricsBatch
   char *host;
   char *boot_id;
   /*
-   * Monotonic per boot, starting at 1.
+   * Monotonic per boot and never reused, also across agent restarts: the
+   * reflector uses milliseconds since boot (CLOCK_BOOTTIME).
    */
   uint64_t sequence;
   int64_t collected_at_unix_ms;
