@@ -94,7 +94,7 @@ let package = Package(
     .testTarget(name: "MirrorBusTests", dependencies: ["MirrorBus", "TestSupport"], swiftSettings: strict),
     .testTarget(name: "MirrorStoreTests", dependencies: ["MirrorStore", "TestSupport"], swiftSettings: strict),
     .testTarget(
-      name: "ReflectorTests", dependencies: ["ReflectorCore", "TestSupport"], resources: [.copy("Fixtures")],
+      name: "ReflectorTests", dependencies: ["ReflectorCore", "TestSupport"], exclude: ["Fixtures"],
       swiftSettings: strict),
     .testTarget(
       name: "MirrorServiceTests", dependencies: ["MirrorService", "TestSupport"], swiftSettings: strict),

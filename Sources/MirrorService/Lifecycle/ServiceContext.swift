@@ -8,6 +8,13 @@ public struct ServiceContext: Sendable {
   public let config: ConfigValues
   public let logger: Logger
   public let health: Health
+
+  public init(settings: ServiceSettings, config: ConfigValues, logger: Logger, health: Health) {
+    self.settings = settings
+    self.config = config
+    self.logger = logger
+    self.health = health
+  }
 }
 
 /// Runs a service: bootstraps logging and metrics, serves /metrics and

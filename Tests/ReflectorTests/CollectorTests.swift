@@ -1,0 +1,297 @@
+import Foundation
+import MirrorWire
+import ReflectorCore
+import Testing
+
+@Suite struct CPUCollectorTests {
+  @Test func liveCaptureParses() throws {
+    let cpu = try #require(CPUCollector(files: SystemFiles(root: Fixture.path("live"))).collect())
+    #expect(cpu.cores.count == 2)
+    #expect(cpu.cores.allSatisfy { $0.online })
+    #expect(cpu.cores[0].frequencyMhz == 2596.122, "from /proc/cpuinfo: the VM has no cpufreq")
+    #expect(cpu.times!.userTicks > 0)
+    #expect(cpu.contextSwitches > 0)
+    #expect(cpu.utilizationPercent == 0, "no delta on the first sample")
+  }
+
+  @Test func offlineCoreAndFrequencySources() throws {
+    let cpu = try #require(CPUCollector(files: SystemFiles(root: Fixture.path("edge"))).collect())
+    #expect(cpu.cores.map(\.index) == [0, 1, 2, 3])
+    #expect(cpu.cores.map(\.online) == [true, true, false, true])
+    #expect(cpu.cores[0].frequencyMhz == 3400, "cpufreq")
+    #expect(cpu.cores[1].frequencyMhz == 1200, "cpufreq")
+    #expect(cpu.cores[2].frequencyMhz == nil, "offline")
+    #expect(cpu.cores[3].frequencyMhz == 2000, "cpuinfo fallback")
+    #expect(cpu.load1 == 1.5 && cpu.load5 == 0.75 && cpu.load15 == 0.25)
+    #expect(cpu.processesRunning == 3)
+    #expect(cpu.processesTotal == 456)
+    #expect(cpu.uptimeSeconds == 86400)
+    #expect(cpu.contextSwitches == 123_456_789)
+  }
+
+  @Test func utilisationFromDeltas() throws {
+    let root = try Fixture.copy("edge")
+    let collector = CPUCollector(files: SystemFiles(root: root))
+    _ = collector.collect()
+    // +300 busy (user 200, system 100) and +700 idle ticks overall: 30 %.
+    try Fixture.write(
+      """
+      cpu  4200 100 2100 90700 500 0 100 0 0 0
+      cpu0 1200 25 600 22500 125 0 25 0 0 0
+      cpu1 1000 25 500 23000 125 0 25 0 0 0
+      cpu3 2000 50 1000 45200 250 0 50 0 0 0
+      ctxt 123456999
+      """, to: root, "/proc/stat")
+    let cpu = try #require(collector.collect())
+    #expect(abs(cpu.utilizationPercent - 30) < 0.001)
+    #expect(abs(cpu.cores[0].utilizationPercent - 100) < 0.001)
+    #expect(cpu.cores[1].utilizationPercent == 0)
+    #expect(cpu.cores[3].utilizationPercent == 0)
+  }
+
+  @Test func counterGoingBackwardsNeverGivesNegativeOrNaN() throws {
+    let root = try Fixture.copy("edge")
+    let collector = CPUCollector(files: SystemFiles(root: root))
+    _ = collector.collect()
+    // Counters reset (e.g. a CPU came back online): the new values count
+    // from zero.
+    try Fixture.write(
+      """
+      cpu  10 0 10 80 0 0 0 0 0 0
+      cpu0 10 0 10 80 0 0 0 0 0 0
+      """, to: root, "/proc/stat")
+    let cpu = try #require(collector.collect())
+    #expect(abs(cpu.utilizationPercent - 20) < 0.001)
+    #expect(cpu.cores.first { $0.index == 0 }.map { abs($0.utilizationPercent - 20) < 0.001 } == true)
+    #expect(cpu.cores.filter(\.online).count == 1)
+  }
+
+  @Test func missingProcStatIsNil() {
+    #expect(CPUCollector(files: SystemFiles(root: "/nonexistent")).collect() == nil)
+  }
+}
+
+@Suite struct MemoryCollectorTests {
+  @Test func liveCapture() throws {
+    let m = try #require(MemoryCollector(files: SystemFiles(root: Fixture.path("live"))).collect())
+    #expect(m.totalBytes > 1 << 30)
+    #expect(m.availableBytes <= m.totalBytes)
+    #expect(m.usedBytes == m.totalBytes - m.availableBytes)
+  }
+
+  @Test func oldKernelWithoutMemAvailable() throws {
+    let m = try #require(MemoryCollector(files: SystemFiles(root: Fixture.path("edge"))).collect())
+    #expect(m.totalBytes == 16_303_016 * 1024)
+    #expect(m.availableBytes == (1_000_000 + 200_000 + 3_000_000) * 1024)
+    #expect(m.swapTotalBytes == 2_097_148 * 1024)
+    #expect(m.swapUsedBytes == (2_097_148 - 1_048_574) * 1024)
+    #expect(m.cachedBytes == 3_000_000 * 1024)
+  }
+}
+
+@Suite struct DiskCollectorTests {
+  static let usage = FileSystemUsage(
+    totalBytes: 100_000, availableBytes: 30_000, freeBytes: 40_000, inodesTotal: 1000, inodesFree: 250)
+
+  @Test func realMountsOnlyWithEscapesAndNoDuplicates() {
+    let disks = DiskCollector(files: SystemFiles(root: Fixture.path("edge")), statfs: { _ in Self.usage }, smart: nil)
+    let mounts = disks.mounts()
+    #expect(mounts.map(\.mountPoint) == ["/", "/mnt/nas", "/mnt/with space"])
+    let root = mounts[0]
+    #expect(root.available)
+    #expect(root.totalBytes == 100_000)
+    #expect(root.usedBytes == 60_000)
+    #expect(root.availableBytes == 30_000)
+    #expect(root.inodesUsed == 750)
+    #expect(mounts[1].fsType == "nfs4")
+  }
+
+  @Test func hungMountDoesNotStallTheCycle() {
+    let disks = DiskCollector(
+      files: SystemFiles(root: Fixture.path("edge")),
+      statfs: { path in
+        if path == "/mnt/nas" { Thread.sleep(forTimeInterval: 3) }
+        return Self.usage
+      }, mountTimeout: .milliseconds(200), smart: nil)
+    let start = ContinuousClock.now
+    let mounts = disks.mounts()
+    #expect(ContinuousClock.now - start < .seconds(1))
+    let nas = mounts.first { $0.mountPoint == "/mnt/nas" }
+    #expect(nas?.available == false)
+    #expect(nas?.error.contains("hung mount") == true)
+    #expect(mounts.first { $0.mountPoint == "/" }?.available == true)
+    // Asked again while the first statvfs still hangs: not asked twice.
+    let again = disks.mounts().first { $0.mountPoint == "/mnt/nas" }
+    #expect(again?.error.contains("still hung") == true)
+  }
+
+  @Test func wholeDisksWithCountersAndNoLoopOrPartitions() {
+    let disks = DiskCollector(files: SystemFiles(root: Fixture.path("edge")), statfs: { _ in nil }, smart: nil)
+    let devices = disks.devices()
+    #expect(devices.map(\.device) == ["sda", "nvme0n1"])
+    #expect(devices[0].readsCompleted == 151_338)
+    #expect(devices[0].readBytes == 18_617_778 * 512)
+    #expect(devices[0].writesCompleted == 43_689)
+    #expect(devices[0].writeBytes == 6_071_864 * 512)
+    #expect(devices[0].ioTimeMs == 27_008)
+    #expect(devices[0].inFlight == 2)
+    // A counter at the 32-bit limit is carried as is (64-bit field).
+    #expect(devices[1].readsCompleted == 4_294_967_295)
+    #expect(devices[1].readBytes == 4_294_967_296 * 512)
+  }
+
+  @Test func smartFromFakeSmartctl() async throws {
+    let bin = try Fixture.fakePrograms()
+    let smart = try #require(SmartReader(interval: .seconds(3600), path: bin))
+    let disks = DiskCollector(files: SystemFiles(root: Fixture.path("edge")), statfs: { _ in nil }, smart: smart)
+    _ = disks.devices()  // starts the background read
+    var devices: [DiskDevice] = []
+    for _ in 0..<100 {
+      devices = disks.devices()
+      if devices.allSatisfy({ $0.smartHealth != .unknown }) { break }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    #expect(devices[0].smartHealth == .passed)
+    #expect(devices[0].model == "Samsung SSD 870 EVO 1TB")
+    #expect(devices[0].serial == "S5Y1NX0R123456")
+    #expect(devices[0].smartTemperatureCelsius == 34)
+    #expect(devices[0].powerOnHours == 8123)
+    #expect(devices[0].smartCheckedUnixMs != nil)
+    #expect(devices[1].smartHealth == .failed)
+  }
+
+  @Test func noSmartctlMeansNoReader() {
+    #expect(SmartReader(path: "/nonexistent") == nil || Programs.find("smartctl", path: "/nonexistent") != nil)
+  }
+
+  @Test func smartctlParseFailureExitBit() throws {
+    let json = Array(#"{"model_name":"X","serial_number":"Y"}"#.utf8)
+    #expect(SmartReader.parse(json, exitStatus: 8)?.health == .failed)
+    #expect(SmartReader.parse(json, exitStatus: 0)?.health == .unknown)
+    #expect(SmartReader.parse(Array("not json".utf8), exitStatus: 0) == nil)
+  }
+}
+
+@Suite struct NetworkCollectorTests {
+  @Test func edgeInterfaces() {
+    let nics = NetworkCollector(files: SystemFiles(root: Fixture.path("edge"))).collect()
+    #expect(nics.map(\.name) == ["enp3s0", "wlan0"], "lo is skipped")
+    let wired = nics[0]
+    #expect(wired.primary, "lowest-metric default route")
+    #expect(wired.speedMbps == 1000)
+    #expect(wired.duplex == .full)
+    #expect(wired.operState == .up)
+    #expect(wired.rxBytes == 123_456_789_012)
+    #expect(wired.txBytes == 98_765_432)
+    #expect(wired.rxErrors == 3)
+    #expect(wired.rxDropped == 7)
+    #expect(wired.mac == "3c:ec:ef:01:02:03")
+    let wifi = nics[1]
+    #expect(wifi.speedMbps == nil, "no speed file: unknown, not zero")
+    #expect(wifi.operState == .dormant)
+    #expect(!wifi.primary)
+  }
+
+  @Test func liveCaptureUnknownSpeed() {
+    let nics = NetworkCollector(files: SystemFiles(root: Fixture.path("live"))).collect()
+    let eth0 = nics.first { $0.name == "eth0" }
+    #expect(eth0?.primary == true)
+    #expect(eth0?.speedMbps == nil, "the VM's NIC reports speed -1")
+    #expect(nics.first { $0.name == "ifb0" }?.speedMbps == nil, "reading speed fails with EINVAL")
+  }
+
+  @Test func ipv6OnlyDefaultRoute() throws {
+    let root = try Fixture.copy("edge")
+    try Fixture.write("Iface\tDestination\tGateway\n", to: root, "/proc/net/route")
+    try Fixture.write(
+      "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     wlan0\n",
+      to: root, "/proc/net/ipv6_route")
+    #expect(NetworkCollector(files: SystemFiles(root: root)).primaryInterface() == "wlan0")
+  }
+}
+
+@Suite struct GPUCollectorTests {
+  @Test func notSupportedAndNAAreAbsentNotZero() {
+    let gpus = GPUCollector.parse(
+      """
+      0, GPU-8e6f, NVIDIA GeForce RTX 3090, 35, 12, 24576, 1843, 52, 115.32, 30
+      1, GPU-1a2b, Tesla T4, [N/A], [N/A], 15360, 0, 38, [N/A], [Not Supported]
+      garbage line
+      """)
+    #expect(gpus.count == 2)
+    #expect(gpus[0].utilizationPercent == 35)
+    #expect(gpus[0].memoryTotalBytes == UInt64(24576) * 1_048_576)
+    #expect(gpus[0].powerDrawWatts == 115.32)
+    #expect(gpus[1].utilizationPercent == nil)
+    #expect(gpus[1].powerDrawWatts == nil)
+    #expect(gpus[1].fanSpeedPercent == nil)
+    #expect(gpus[1].memoryUsedBytes == 0, "a real zero stays zero")
+    #expect(gpus[1].temperatureCelsius == 38)
+  }
+
+  @Test func fakeNvidiaSmiOnPath() throws {
+    let (gpus, error) = GPUCollector(path: try Fixture.fakePrograms()).collect()
+    #expect(error == nil)
+    #expect(gpus.map(\.name) == ["NVIDIA GeForce RTX 3090", "Tesla T4"])
+  }
+
+  @Test func noNvidiaSmiMeansNoSectionAndNoError() {
+    let (gpus, error) = GPUCollector(path: "/nonexistent").collect()
+    #expect(gpus.isEmpty)
+    #expect(error == nil)
+  }
+}
+
+@Suite struct TemperatureAndProcessTests {
+  @Test func hwmonWithLabelsAndThermalZones() {
+    let t = TemperatureCollector(files: SystemFiles(root: Fixture.path("edge"))).collect()
+    #expect(t.count == 3)
+    #expect(
+      t[0]
+        == TemperatureSensor(
+          source: "hwmon", chip: "coretemp", label: "Package id 0", celsius: 45, highCelsius: 80, criticalCelsius: 100))
+    #expect(t[1].label == "temp2")
+    #expect(t[1].highCelsius == nil)
+    #expect(
+      t[2] == TemperatureSensor(source: "thermal_zone", chip: "thermal_zone0", label: "x86_pkg_temp", celsius: 44))
+  }
+
+  @Test func processNamesWithParenthesesAndRSS() {
+    let p = ProcessCollector(files: SystemFiles(root: Fixture.path("edge")), topK: 5).collect()
+    let weird = p.byMemory.first { $0.pid == 123 }
+    #expect(weird?.name == "my (weird) proc")
+    #expect(p.byMemory.first?.pid == 456, "12800 pages beats 2560")
+    #expect(p.byMemory.first?.rssBytes == 12800 * UInt64(sysconf(Int32(_SC_PAGESIZE))))
+    #expect(p.byCPU.count == 2)
+  }
+
+  @Test func liveProcessesIncludeThisOne() {
+    let p = ProcessCollector(files: SystemFiles(), topK: 1000).collect()
+    #expect(p.byMemory.contains { $0.pid == UInt32(getpid()) })
+    #expect(p.byMemory.allSatisfy { !$0.user.isEmpty })
+  }
+}
+
+@Suite struct LiveMachineTests {
+  @Test func fullBatchFromThisMachine() throws {
+    let collector = Collector(settings: .init(host: "live-test", latencyTargets: ["127.0.0.1:1"]))
+    _ = collector.collect(sequence: 1, intervalMs: 1000)
+    let batch = collector.collect(sequence: 2, intervalMs: 1000)
+    #expect(batch.cpu?.cores.isEmpty == false)
+    #expect((batch.memory?.totalBytes ?? 0) > 0)
+    #expect(batch.mounts.contains { $0.mountPoint == "/" && $0.available && $0.totalBytes > 0 })
+    #expect(!batch.interfaces.isEmpty)
+    #expect(!batch.topMemory.isEmpty)
+    #expect(batch.latency.count == 1)
+    #expect(
+      batch.bootId
+        == (try String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)).trimmingCharacters(
+          in: .whitespacesAndNewlines))
+    let info = collector.hostInfo(labels: [Label(key: "rack", value: "r1")])
+    #expect(info.hostname == "live-test")
+    #expect(info.cpuThreads > 0)
+    #expect(!info.kernel.isEmpty)
+    #expect(!info.addresses.isEmpty)
+    #expect(info.labels == [Label(key: "rack", value: "r1")])
+  }
+}
