@@ -9,6 +9,12 @@ public final class BatchBuffer: Sendable {
     public var msgID: String
     public var subject: String
     public var payload: [UInt8]
+
+    public init(msgID: String, subject: String, payload: [UInt8]) {
+      self.msgID = msgID
+      self.subject = subject
+      self.payload = payload
+    }
   }
 
   private struct State {
