@@ -28,6 +28,7 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
   ],
   targets: [
     // C libraries, one system module each.
@@ -68,6 +69,8 @@ let package = Package(
         "MirrorWire", "MirrorBus", "MirrorService", .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: strict),
 
@@ -94,7 +97,12 @@ let package = Package(
     .testTarget(name: "MirrorBusTests", dependencies: ["MirrorBus", "TestSupport"], swiftSettings: strict),
     .testTarget(name: "MirrorStoreTests", dependencies: ["MirrorStore", "TestSupport"], swiftSettings: strict),
     .testTarget(
-      name: "ReflectorTests", dependencies: ["ReflectorCore", "TestSupport"], exclude: ["Fixtures"],
+      name: "ReflectorTests",
+      dependencies: [
+        "ReflectorCore", "TestSupport", "MirrorService", "MirrorBus", "MirrorWire",
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ], exclude: ["Fixtures"],
       swiftSettings: strict),
     .testTarget(
       name: "MirrorServiceTests", dependencies: ["MirrorService", "TestSupport"], swiftSettings: strict),

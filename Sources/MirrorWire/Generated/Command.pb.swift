@@ -42,19 +42,19 @@ public struct BuiltinAction: RawRepresentable, Sendable, Hashable, Codable, Cust
   }
 }
 
-/// `mirrorstage.v1.OutputStream`: an open set, unknown values are kept.
-public struct OutputStream: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+/// `mirrorstage.v1.OutputChannel`: an open set, unknown values are kept.
+public struct OutputChannel: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
   public var rawValue: Int32
   public init(rawValue: Int32) { self.rawValue = rawValue }
-  public static let unspecified = OutputStream(rawValue: 0)
-  public static let stdout = OutputStream(rawValue: 1)
-  public static let stderr = OutputStream(rawValue: 2)
+  public static let unspecified = OutputChannel(rawValue: 0)
+  public static let stdout = OutputChannel(rawValue: 1)
+  public static let stderr = OutputChannel(rawValue: 2)
   public var description: String {
     switch rawValue {
-    case 0: "OUTPUT_STREAM_UNSPECIFIED"
-    case 1: "OUTPUT_STREAM_STDOUT"
-    case 2: "OUTPUT_STREAM_STDERR"
-    default: "OutputStream(\(rawValue))"
+    case 0: "OUTPUT_CHANNEL_UNSPECIFIED"
+    case 1: "OUTPUT_CHANNEL_STDOUT"
+    case 2: "OUTPUT_CHANNEL_STDERR"
+    default: "OutputChannel(\(rawValue))"
     }
   }
 }
@@ -372,14 +372,14 @@ public struct CommandOutput: WireMessage {
   public var commandId: String
   public var host: String
   public var chunkSequence: UInt64
-  public var stream: OutputStream
+  public var channel: OutputChannel
   public var data: [UInt8]
   public var emittedAtUnixMs: Int64
-  public init(commandId: String = "", host: String = "", chunkSequence: UInt64 = 0, stream: OutputStream = OutputStream(rawValue: 0), data: [UInt8] = [], emittedAtUnixMs: Int64 = 0) {
+  public init(commandId: String = "", host: String = "", chunkSequence: UInt64 = 0, channel: OutputChannel = OutputChannel(rawValue: 0), data: [UInt8] = [], emittedAtUnixMs: Int64 = 0) {
     self.commandId = commandId
     self.host = host
     self.chunkSequence = chunkSequence
-    self.stream = stream
+    self.channel = channel
     self.data = data
     self.emittedAtUnixMs = emittedAtUnixMs
   }
@@ -401,7 +401,7 @@ extension CommandOutput: CBridged {
     self.commandId = wireString(m.command_id)
     self.host = wireString(m.host)
     self.chunkSequence = m.chunk_sequence
-    self.stream = OutputStream(rawValue: wireEnumRaw(m.stream))
+    self.channel = OutputChannel(rawValue: wireEnumRaw(m.channel))
     self.data = wireBytes(m.data)
     self.emittedAtUnixMs = m.emitted_at_unix_ms
   }
@@ -412,7 +412,7 @@ extension CommandOutput: CBridged {
     m.command_id = a.string(commandId)
     m.host = a.string(host)
     m.chunk_sequence = chunkSequence
-    m.stream = wireCEnum(stream.rawValue)
+    m.channel = wireCEnum(channel.rawValue)
     m.data = a.bytes(data)
     m.emitted_at_unix_ms = emittedAtUnixMs
     return m

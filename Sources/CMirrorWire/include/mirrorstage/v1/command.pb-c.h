@@ -44,12 +44,15 @@ typedef enum _Mirrorstage__V1__BuiltinAction {
   MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_COLLECT_NOW = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__BUILTIN_ACTION)
 } Mirrorstage__V1__BuiltinAction;
-typedef enum _Mirrorstage__V1__OutputStream {
-  MIRRORSTAGE__V1__OUTPUT_STREAM__OUTPUT_STREAM_UNSPECIFIED = 0,
-  MIRRORSTAGE__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDOUT = 1,
-  MIRRORSTAGE__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR = 2
-    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__OUTPUT_STREAM)
-} Mirrorstage__V1__OutputStream;
+/*
+ * Which output of the process a chunk came from.
+ */
+typedef enum _Mirrorstage__V1__OutputChannel {
+  MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_UNSPECIFIED = 0,
+  MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDOUT = 1,
+  MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDERR = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__OUTPUT_CHANNEL)
+} Mirrorstage__V1__OutputChannel;
 typedef enum _Mirrorstage__V1__CommandState {
   MIRRORSTAGE__V1__COMMAND_STATE__COMMAND_STATE_UNSPECIFIED = 0,
   MIRRORSTAGE__V1__COMMAND_STATE__COMMAND_STATE_PENDING = 1,
@@ -186,13 +189,13 @@ struct  Mirrorstage__V1__CommandOutput
   char *command_id;
   char *host;
   uint64_t chunk_sequence;
-  Mirrorstage__V1__OutputStream stream;
+  Mirrorstage__V1__OutputChannel channel;
   ProtobufCBinaryData data;
   int64_t emitted_at_unix_ms;
 };
 #define MIRRORSTAGE__V1__COMMAND_OUTPUT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__command_output__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, MIRRORSTAGE__V1__OUTPUT_STREAM__OUTPUT_STREAM_UNSPECIFIED, {0,NULL}, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_UNSPECIFIED, {0,NULL}, 0 }
 
 
 /*
@@ -424,7 +427,7 @@ typedef void (*Mirrorstage__V1__SubmitCommandResponse_Closure)
 
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__target_kind__descriptor;
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__builtin_action__descriptor;
-extern const ProtobufCEnumDescriptor    mirrorstage__v1__output_stream__descriptor;
+extern const ProtobufCEnumDescriptor    mirrorstage__v1__output_channel__descriptor;
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__command_state__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__command_target__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__command_action__descriptor;

@@ -947,13 +947,13 @@ static const ProtobufCFieldDescriptor mirrorstage__v1__command_output__field_des
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "stream",
+    "channel",
     4,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_ENUM,
     0,   /* quantifier_offset */
-    offsetof(Mirrorstage__V1__CommandOutput, stream),
-    &mirrorstage__v1__output_stream__descriptor,
+    offsetof(Mirrorstage__V1__CommandOutput, channel),
+    &mirrorstage__v1__output_channel__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -984,12 +984,12 @@ static const ProtobufCFieldDescriptor mirrorstage__v1__command_output__field_des
   },
 };
 static const unsigned mirrorstage__v1__command_output__field_indices_by_name[] = {
+  3,   /* field[3] = channel */
   2,   /* field[2] = chunk_sequence */
   0,   /* field[0] = command_id */
   4,   /* field[4] = data */
   5,   /* field[5] = emitted_at_unix_ms */
   1,   /* field[1] = host */
-  3,   /* field[3] = stream */
 };
 static const ProtobufCIntRange mirrorstage__v1__command_output__number_ranges[1 + 1] =
 {
@@ -1322,34 +1322,34 @@ const ProtobufCEnumDescriptor mirrorstage__v1__builtin_action__descriptor =
   mirrorstage__v1__builtin_action__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue mirrorstage__v1__output_stream__enum_values_by_number[3] =
+static const ProtobufCEnumValue mirrorstage__v1__output_channel__enum_values_by_number[3] =
 {
-  { "OUTPUT_STREAM_UNSPECIFIED", "MIRRORSTAGE__V1__OUTPUT_STREAM__OUTPUT_STREAM_UNSPECIFIED", 0 },
-  { "OUTPUT_STREAM_STDOUT", "MIRRORSTAGE__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDOUT", 1 },
-  { "OUTPUT_STREAM_STDERR", "MIRRORSTAGE__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR", 2 },
+  { "OUTPUT_CHANNEL_UNSPECIFIED", "MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_UNSPECIFIED", 0 },
+  { "OUTPUT_CHANNEL_STDOUT", "MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDOUT", 1 },
+  { "OUTPUT_CHANNEL_STDERR", "MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDERR", 2 },
 };
-static const ProtobufCIntRange mirrorstage__v1__output_stream__value_ranges[] = {
+static const ProtobufCIntRange mirrorstage__v1__output_channel__value_ranges[] = {
 {0, 0},{0, 3}
 };
-static const ProtobufCEnumValueIndex mirrorstage__v1__output_stream__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex mirrorstage__v1__output_channel__enum_values_by_name[3] =
 {
-  { "OUTPUT_STREAM_STDERR", 2 },
-  { "OUTPUT_STREAM_STDOUT", 1 },
-  { "OUTPUT_STREAM_UNSPECIFIED", 0 },
+  { "OUTPUT_CHANNEL_STDERR", 2 },
+  { "OUTPUT_CHANNEL_STDOUT", 1 },
+  { "OUTPUT_CHANNEL_UNSPECIFIED", 0 },
 };
-const ProtobufCEnumDescriptor mirrorstage__v1__output_stream__descriptor =
+const ProtobufCEnumDescriptor mirrorstage__v1__output_channel__descriptor =
 {
   PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
-  "mirrorstage.v1.OutputStream",
-  "OutputStream",
-  "Mirrorstage__V1__OutputStream",
+  "mirrorstage.v1.OutputChannel",
+  "OutputChannel",
+  "Mirrorstage__V1__OutputChannel",
   "mirrorstage.v1",
   3,
-  mirrorstage__v1__output_stream__enum_values_by_number,
+  mirrorstage__v1__output_channel__enum_values_by_number,
   3,
-  mirrorstage__v1__output_stream__enum_values_by_name,
+  mirrorstage__v1__output_channel__enum_values_by_name,
   1,
-  mirrorstage__v1__output_stream__value_ranges,
+  mirrorstage__v1__output_channel__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCEnumValue mirrorstage__v1__command_state__enum_values_by_number[10] =
