@@ -143,11 +143,15 @@ public final class CommandService: Service, Sendable {
   }
 
   private func publishResult(_ result: CommandResult, connection: BusConnection) async {
-    let id = result.commandId.isEmpty ? UUID().uuidString : result.commandId
+    // A run's result has one id, so a retried publish is stored once; each
+    // refusal has its own (a replay's refusal must not vanish as a
+    // duplicate of the original run's result).
+    let msgID =
+      result.state == .rejected
+      ? "\(result.commandId):\(host):rejected:\(UUID().uuidString)" : "\(result.commandId):\(host):result"
     for attempt in 0..<5 {
       do {
-        _ = try await connection.jetStreamPublish(
-          Subjects.commandsResult(host), result, msgID: "\(id):\(host):result")
+        _ = try await connection.jetStreamPublish(Subjects.commandsResult(host), result, msgID: msgID)
         return
       } catch {
         logger.warning(
