@@ -10,7 +10,7 @@ case "${1:-build}" in
   codegen) debs+=(protobuf-c-compiler protobuf-compiler) ;;
   build) ;;
   run) debs+=(nats-server postgresql) ;;
-  test) debs+=(nats-server postgresql protobuf-c-compiler protobuf-compiler) ;;
+  test) debs+=(nats-server postgresql protobuf-c-compiler protobuf-compiler lintian binutils) ;;
   *) echo "usage: $0 codegen|build|run|test" >&2; exit 2 ;;
 esac
 

@@ -30,6 +30,10 @@ if grep -E "^$(pwd)/(Sources|Tests|bench)/.*(warning|error):" "$log" | grep -v "
 fi
 grep -q "Build complete" "$log" || { tail -50 "$log"; exit 1; }
 
+step "reflector Debian package"
+deb=$(scripts/build-deb.sh | tail -n 1)
+scripts/check-deb.sh "$deb"
+
 step "test PostgreSQL"
 scripts/stack.sh start-pg test
 
