@@ -85,7 +85,7 @@ let package = Package(
     // Benchmarks (run by bench/run.sh, never by the tests).
     .executableTarget(
       name: "MirrorBench",
-      dependencies: ["MirrorWire", "MirrorBus", .product(name: "Logging", package: "swift-log")],
+      dependencies: ["MirrorWire", "MirrorBus", "ReflectorCore", .product(name: "Logging", package: "swift-log")],
       path: "bench/MirrorBench",
       swiftSettings: strict),
 

@@ -23,25 +23,45 @@ public struct SystemFiles: Sendable {
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16384)
-    while true {
-      let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if n < 0 { return errno == EINTR ? out : nil }
-      if n == 0 { break }
-      out.append(contentsOf: chunk[0..<n])
+    // A stack buffer: these reads happen hundreds of times per cycle.
+    let ok = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 8192) { chunk -> Bool in
+      while true {
+        let n = read(fd, chunk.baseAddress, chunk.count)
+        if n < 0 {
+          if errno == EINTR { continue }
+          return false
+        }
+        if n == 0 { return true }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[0..<n]))
+      }
     }
-    return out
+    return ok ? out : nil
+  }
+
+  /// Reads a small file (at most `capacity` bytes: /proc/PID/stat, sysfs
+  /// values) with one read(2) into a stack buffer and hands the bytes to
+  /// `body`; nil when it cannot be read.
+  public func withSmallFile<R>(_ p: String, capacity: Int = 1024, _ body: (UnsafeBufferPointer<UInt8>) -> R?) -> R? {
+    let fd = open(path(p), O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { buffer -> R? in
+      var n = read(fd, buffer.baseAddress, buffer.count)
+      while n < 0 && errno == EINTR { n = read(fd, buffer.baseAddress, buffer.count) }
+      guard n >= 0 else { return nil }
+      return body(UnsafeBufferPointer(rebasing: buffer[0..<n]))
+    }
   }
 
   public func string(_ p: String) -> String? {
     bytes(p).map { String(decoding: $0, as: UTF8.self) }
   }
 
-  /// The first line, trimmed.
+  /// The first line, trimmed (files of one value: one read).
   public func line(_ p: String) -> String? {
-    guard let s = string(p) else { return nil }
-    return s.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map {
-      $0.trimmingCharacters(in: .whitespaces)
+    withSmallFile(p, capacity: 4096) { b -> String? in
+      let end = b.firstIndex(of: 0x0A) ?? b.endIndex
+      return String(decoding: UnsafeBufferPointer(rebasing: b[..<end]), as: UTF8.self).trimmingCharacters(in: .whitespaces)
     }
   }
 

@@ -37,6 +37,7 @@ public final class NATSTestServer: @unchecked Sendable {
     p.standardError = FileHandle.nullDevice
     try p.run()
     process = p
+    ChildProcesses.shared.add(p.processIdentifier)
     let deadline = Date().addingTimeInterval(10)
     while !Harness.isListening(port) {
       guard Date() < deadline, p.isRunning else {
@@ -53,6 +54,7 @@ public final class NATSTestServer: @unchecked Sendable {
     guard let p = process else { return }
     p.terminate()
     p.waitUntilExit()
+    ChildProcesses.shared.remove(p.processIdentifier)
     process = nil
   }
 }
@@ -60,4 +62,25 @@ public final class NATSTestServer: @unchecked Sendable {
 public struct HarnessError: Error, CustomStringConvertible {
   public var description: String
   public init(_ description: String) { self.description = description }
+}
+
+/// Servers the harness started and has not stopped: killed when the test
+/// process exits, since objects alive at exit are never deinitialised.
+final class ChildProcesses: @unchecked Sendable {
+  static let shared: ChildProcesses = {
+    let c = ChildProcesses()
+    atexit { ChildProcesses.shared.killAll() }
+    return c
+  }()
+
+  // Guarded by `lock`.
+  private var pids: Set<Int32> = []
+  private let lock = NSLock()
+
+  func add(_ pid: Int32) { lock.withLock { _ = pids.insert(pid) } }
+  func remove(_ pid: Int32) { lock.withLock { _ = pids.remove(pid) } }
+
+  func killAll() {
+    for pid in lock.withLock({ pids }) { kill(pid, SIGKILL) }
+  }
 }

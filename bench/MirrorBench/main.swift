@@ -2,10 +2,12 @@
 //   MirrorBench wire                         encode+decode of a realistic MetricsBatch
 //   MirrorBench payload FILE                 write that batch's bytes (the C baseline's payload)
 //   MirrorBench publish URL SUBJECT COUNT    JetStream publish-with-ack from Swift
+//   MirrorBench sections                     CPU time of each collector section of this host
 import Foundation
 import Logging
 import MirrorBus
 import MirrorWire
+import ReflectorCore
 
 /// A batch as a busy server sends it: 16 cores, 6 mounts, 4 NICs, 2 GPUs,
 /// 10 top processes by CPU and by memory, 8 disks, 12 temperature sensors.
@@ -123,10 +125,45 @@ func benchPublish(url: String, subject: String, count: Int) async throws {
   print(String(format: "publish.swift_async_msgs_per_s %.1f", rate(asyncTime)))
 }
 
+/// CPU time of each collector section, per call (to find where a cycle goes).
+func benchSections() {
+  let files = SystemFiles()
+  let cpu = CPUCollector(files: files)
+  let memory = MemoryCollector(files: files)
+  let disks = DiskCollector(files: files, smart: nil)
+  let network = NetworkCollector(files: files)
+  let temps = TemperatureCollector(files: files)
+  let procs = ProcessCollector(files: files, topK: 10)
+  let gpu = GPUCollector(path: ProcessInfo.processInfo.environment["PATH"])
+  let full = Collector(settings: .init(host: "bench"))
+  let sections: [(String, () -> Void)] = [
+    ("cpu", { _ = cpu.collect() }), ("memory", { _ = memory.collect() }), ("mounts", { _ = disks.mounts() }),
+    ("diskstats", { _ = disks.devices() }), ("network", { _ = network.collect() }), ("temperatures", { _ = temps.collect() }),
+    ("processes", { _ = procs.collect() }), ("gpu", { _ = gpu.collect() }),
+    ("full_cycle_with_encode", { _ = full.collect(sequence: 1, intervalMs: 500).encode() }),
+  ]
+  for (name, body) in sections {
+    for _ in 0..<5 { body() }
+    let n = 200
+    let start = cpuNanos()
+    for _ in 0..<n { body() }
+    print(String(format: "section.%@_us %.0f", name, Double(cpuNanos() - start) / Double(n) / 1000))
+  }
+}
+
+/// CPU time of this process (all threads), nanoseconds.
+func cpuNanos() -> UInt64 {
+  var ts = timespec()
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+  return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
 let args = CommandLine.arguments
 switch args.dropFirst().first {
 case "wire":
   try benchWire()
+case "sections":
+  benchSections()
 case "payload" where args.count == 3:
   try Data(realisticBatch().encode()).write(to: URL(fileURLWithPath: args[2]))
 case "publish" where args.count == 5:

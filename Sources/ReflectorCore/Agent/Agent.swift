@@ -172,7 +172,10 @@ public final class Agent: Service, Sendable {
   private func registerLoop() async {
     guard let connection = try? await bus.connection() else { return }
     var registered: [UInt8]?
-    var cycles = 0
+    // Unanswered registrations back off from one interval to five minutes;
+    // once registered, the host info is looked at for changes every
+    // `hostInfoEvery` intervals.
+    var retry = settings.interval
     while !Task.isCancelled {
       let info = await collector.run { [settings] c in c.hostInfo(labels: settings.labels) }
       let bytes = info.encode()
@@ -182,13 +185,16 @@ public final class Agent: Service, Sendable {
             "hosts.register", RegisterHostRequest(info: info, sentAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000)),
             expecting: RegisterHostResponse.self, timeout: .seconds(2))
           registered = bytes
+          retry = settings.interval
           logger.info("registered", metadata: ["accepted": "\(reply.accepted)", "message": "\(reply.message)"])
         } catch {
-          if cycles % 12 == 0 { logger.debug("registration not answered yet", metadata: ["error": "\(error)"]) }
+          logger.debug("registration not answered yet", metadata: ["error": "\(error)", "retry_in": "\(retry)"])
+          try? await Task.sleep(for: retry)
+          retry = min(retry * 2, .seconds(300))
+          continue
         }
       }
-      cycles += 1
-      try? await Task.sleep(for: registered == nil ? settings.interval : settings.interval * settings.hostInfoEvery)
+      try? await Task.sleep(for: settings.interval * settings.hostInfoEvery)
     }
   }
 }

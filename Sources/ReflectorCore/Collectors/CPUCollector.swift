@@ -6,6 +6,9 @@ public final class CPUCollector {
   private let files: SystemFiles
   private var previousTotal: CpuTimes?
   private var previousCores: [UInt32: CpuTimes] = [:]
+  /// /proc/cpuinfo is slow for the kernel to produce: its frequencies (the
+  /// fallback without cpufreq) are re-read at most every 30 s.
+  private var cpuinfoCache: (at: ContinuousClock.Instant, mhz: [UInt32: Double])?
 
   public init(files: SystemFiles) { self.files = files }
 
@@ -14,6 +17,8 @@ public final class CPUCollector {
     var stats = CpuStats()
     var coreTimes: [UInt32: CpuTimes] = [:]
     for line in stat.split(separator: "\n") {
+      // The intr and softirq lines hold thousands of numbers we do not use.
+      guard line.hasPrefix("cpu") || line.hasPrefix("ctxt") || line.hasPrefix("procs_running") else { continue }
       let fields = line.split(separator: " ", omittingEmptySubsequences: true)
       guard let key = fields.first else { continue }
       if key == "cpu" {
@@ -105,7 +110,12 @@ public final class CPUCollector {
         out[i] = Double(khz) / 1000
       }
     }
-    if out.count < cores.count, let info = files.string("/proc/cpuinfo") {
+    guard out.count < cores.count else { return out }
+    if let cache = cpuinfoCache, ContinuousClock.now - cache.at < .seconds(30) {
+      return out.merging(cache.mhz) { a, _ in a }
+    }
+    var fromInfo: [UInt32: Double] = [:]
+    if let info = files.string("/proc/cpuinfo") {
       var processor: UInt32?
       for line in info.split(separator: "\n") {
         let kv = line.split(separator: ":", maxSplits: 1)
@@ -113,9 +123,10 @@ public final class CPUCollector {
         let key = kv[0].trimmingCharacters(in: .whitespaces)
         let value = kv[1].trimmingCharacters(in: .whitespaces)
         if key == "processor" { processor = UInt32(value) }
-        if key == "cpu MHz", let p = processor, out[p] == nil, let mhz = Double(value) { out[p] = mhz }
+        if key == "cpu MHz", let p = processor, let mhz = Double(value) { fromInfo[p] = mhz }
       }
     }
-    return out
+    cpuinfoCache = (.now, fromInfo)
+    return out.merging(fromInfo) { a, _ in a }
   }
 }

@@ -75,7 +75,7 @@ public final class DiskCollector {
       let type = String(f[2])
       guard !Self.pseudo.contains(type), seenMountPoints.insert(mountPoint).inserted else { continue }
       var usage = MountUsage(mountPoint: mountPoint, device: device, fsType: type)
-      switch statWithTimeout(mountPoint) {
+      switch stat(mountPoint, device: device, type: type) {
       case .ok(let s):
         usage.totalBytes = s.totalBytes
         usage.availableBytes = s.availableBytes
@@ -96,6 +96,21 @@ public final class DiskCollector {
   }
 
   enum StatOutcome { case ok(FileSystemUsage), failed, timedOut, stillHung }
+
+  /// File systems whose statvfs may wait on a server.
+  static let remote: Set<String> = [
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.glusterfs", "9p", "fuse.sshfs", "sshfs",
+    "afs", "davfs", "fuse.rclone", "fuse.s3fs", "lustre", "gpfs", "beegfs", "fuse",
+  ]
+
+  private func stat(_ mountPoint: String, device: String, type: String) -> StatOutcome {
+    // A local block device answers at once: ask it on this thread. Remote
+    // and unknown file systems get a thread and a time limit.
+    if device.hasPrefix("/dev/") && !Self.remote.contains(type) {
+      return statfs(mountPoint).map(StatOutcome.ok) ?? .failed
+    }
+    return statWithTimeout(mountPoint)
+  }
 
   private func statWithTimeout(_ mountPoint: String) -> StatOutcome {
     guard hung.begin(mountPoint) else { return .stillHung }

@@ -1,32 +1,65 @@
 public import MirrorWire
 
-/// Per-interface counters and link state from /sys/class/net, and the
-/// primary interface (the one holding the default route).
-public struct NetworkCollector {
+/// Per-interface counters (/proc/net/dev, else /sys/class/net statistics)
+/// and link state from /sys/class/net, and the primary interface (the one
+/// holding the default route).
+public final class NetworkCollector {
   let files: SystemFiles
+  /// MAC and MTU change rarely: re-read every minute.
+  private var staticAttributes: [String: (mac: String, mtu: UInt32)] = [:]
+  private var staticAt: ContinuousClock.Instant?
 
   public init(files: SystemFiles) { self.files = files }
 
   public func collect() -> [NetworkInterface] {
     let primary = primaryInterface()
+    let counters = procNetDev()
+    if staticAt.map({ ContinuousClock.now - $0 > .seconds(60) }) ?? true {
+      staticAttributes = [:]
+      staticAt = .now
+    }
     var out: [NetworkInterface] = []
     for name in files.list("/sys/class/net") where name != "lo" {
       let base = "/sys/class/net/\(name)"
-      func stat(_ s: String) -> UInt64 { files.uint("\(base)/statistics/\(s)") ?? 0 }
-      var nic = NetworkInterface(
-        name: name, rxBytes: stat("rx_bytes"), txBytes: stat("tx_bytes"), rxPackets: stat("rx_packets"),
-        txPackets: stat("tx_packets"), rxErrors: stat("rx_errors"), txErrors: stat("tx_errors"),
-        rxDropped: stat("rx_dropped"), txDropped: stat("tx_dropped"))
+      var nic = counters[name] ?? sysfsCounters(name)
+      nic.name = name
       // speed reads -1 or fails with EINVAL when the link has no speed.
       if let speed = files.int("\(base)/speed"), speed > 0, speed < Int64(UInt32.max) { nic.speedMbps = UInt32(speed) }
       nic.duplex = Self.duplex(files.line("\(base)/duplex"))
       nic.operState = Self.operState(files.line("\(base)/operstate"))
-      nic.mac = files.line("\(base)/address") ?? ""
-      nic.mtu = UInt32(files.int("\(base)/mtu") ?? 0)
+      if staticAttributes[name] == nil {
+        staticAttributes[name] = (files.line("\(base)/address") ?? "", UInt32(files.int("\(base)/mtu") ?? 0))
+      }
+      nic.mac = staticAttributes[name]!.mac
+      nic.mtu = staticAttributes[name]!.mtu
       nic.primary = name == primary
       out.append(nic)
     }
     return out
+  }
+
+  /// Counters of every interface from one file: receive bytes, packets,
+  /// errs, drop (fields 1-4) and transmit bytes, packets, errs, drop (9-12).
+  func procNetDev() -> [String: NetworkInterface] {
+    guard let text = files.string("/proc/net/dev") else { return [:] }
+    var out: [String: NetworkInterface] = [:]
+    for line in text.split(separator: "\n").dropFirst(2) {
+      guard let colon = line.firstIndex(of: ":") else { continue }
+      let name = line[..<colon].trimmingCharacters(in: .whitespaces)
+      let f = line[line.index(after: colon)...].split(separator: " ")
+      guard f.count >= 12 else { continue }
+      out[name] = NetworkInterface(
+        rxBytes: f[0].u64, txBytes: f[8].u64, rxPackets: f[1].u64, txPackets: f[9].u64, rxErrors: f[2].u64,
+        txErrors: f[10].u64, rxDropped: f[3].u64, txDropped: f[11].u64)
+    }
+    return out
+  }
+
+  func sysfsCounters(_ name: String) -> NetworkInterface {
+    func stat(_ s: String) -> UInt64 { files.uint("/sys/class/net/\(name)/statistics/\(s)") ?? 0 }
+    return NetworkInterface(
+      rxBytes: stat("rx_bytes"), txBytes: stat("tx_bytes"), rxPackets: stat("rx_packets"), txPackets: stat("tx_packets"),
+      rxErrors: stat("rx_errors"), txErrors: stat("tx_errors"), rxDropped: stat("rx_dropped"), txDropped: stat("tx_dropped"))
   }
 
   static func duplex(_ s: String?) -> Duplex {

@@ -5,6 +5,8 @@ public import MirrorWire
 #endif
 
 /// Top-k processes by CPU (over the last interval) and by resident memory.
+/// Every process's /proc/PID/stat is scanned as bytes; names and users are
+/// resolved only for the processes reported.
 public final class ProcessCollector {
   private let files: SystemFiles
   private let topK: Int
@@ -14,6 +16,13 @@ public final class ProcessCollector {
   private var previousTime: ContinuousClock.Instant?
   private var users: [UInt32: String] = [:]
 
+  private struct Row {
+    var pid: UInt32
+    var ticks: UInt64
+    var rssPages: UInt64
+    var cpu: Double
+  }
+
   public init(files: SystemFiles, topK: Int) {
     self.files = files
     self.topK = topK
@@ -22,36 +31,93 @@ public final class ProcessCollector {
   }
 
   public func collect(now: ContinuousClock.Instant = .now) -> (byCPU: [ProcessSample], byMemory: [ProcessSample]) {
-    var samples: [ProcessSample] = []
+    let seconds = previousTime.map { t -> Double in
+      let d = now - t
+      return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    } ?? 0
+    var rows: [Row] = []
     var ticks: [UInt32: UInt64] = [:]
-    let elapsed = previousTime.map { now - $0 }
-    let seconds = elapsed.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 } ?? 0
-    for entry in files.list("/proc") {
-      guard let pid = UInt32(entry), let stat = files.bytes("/proc/\(entry)/stat") else { continue }
-      // "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
-      guard let open = stat.firstIndex(of: 0x28), let close = stat.lastIndex(of: 0x29), open < close else { continue }
-      let name = String(decoding: stat[(open + 1)..<close], as: UTF8.self)
-      let rest = stat[(close + 2)...].split(separator: 0x20)
-      // Fields after comm start at field 3 (state): utime is 14, stime 15, rss 24.
-      guard rest.count > 21 else { continue }
-      func field(_ n: Int) -> UInt64 { UInt64(String(decoding: rest[n - 3], as: UTF8.self)) ?? 0 }
-      let total = field(14) + field(15)
-      ticks[pid] = total
-      var cpu = 0.0
-      if seconds > 0, let before = previous[pid], total >= before {
-        cpu = Double(total - before) / ticksPerSecond / seconds * 100
+    for pid in pids() {
+      guard let row = files.withSmallFile("/proc/\(pid)/stat", { Self.parse($0, pid: pid) }) else { continue }
+      var r = row
+      ticks[pid] = r.ticks
+      if seconds > 0, let before = previous[pid], r.ticks >= before {
+        r.cpu = Double(r.ticks - before) / ticksPerSecond / seconds * 100
       }
-      samples.append(
-        ProcessSample(pid: pid, name: name, user: user(of: entry), cpuPercent: cpu, rssBytes: field(24) * pageSize))
+      rows.append(r)
     }
     previous = ticks
     previousTime = now
-    let byCPU = samples.sorted { ($0.cpuPercent, $0.rssBytes) > ($1.cpuPercent, $1.rssBytes) }.prefix(topK)
-    let byMemory = samples.sorted { $0.rssBytes > $1.rssBytes }.prefix(topK)
-    return (Array(byCPU), Array(byMemory))
+    let byCPU = rows.sorted { ($0.cpu, $0.rssPages) > ($1.cpu, $1.rssPages) }.prefix(topK).map(sample)
+    let byMemory = rows.sorted { $0.rssPages > $1.rssPages }.prefix(topK).map(sample)
+    return (byCPU, byMemory)
   }
 
-  private func user(of pid: String) -> String {
+  /// Names and users only for the processes reported.
+  private func sample(_ r: Row) -> ProcessSample {
+    let name =
+      files.withSmallFile("/proc/\(r.pid)/stat") { b -> String? in
+        guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else { return nil }
+        return String(decoding: UnsafeBufferPointer(rebasing: b[(open + 1)..<close]), as: UTF8.self)
+      } ?? ""
+    return ProcessSample(pid: r.pid, name: name, user: user(of: r.pid), cpuPercent: r.cpu, rssBytes: r.rssPages * pageSize)
+  }
+
+  /// "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
+  /// fields are counted from the last ')'. utime is field 14, stime 15,
+  /// rss 24.
+  private static func parse(_ b: UnsafeBufferPointer<UInt8>, pid: UInt32) -> Row? {
+    guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else { return nil }
+    var field = 2  // the ')' ends field 2
+    var value: UInt64 = 0
+    var utime: UInt64 = 0
+    var stime: UInt64 = 0
+    var rss: UInt64 = 0
+    var i = close + 1
+    while i < b.count {
+      let c = b[i]
+      if c == 0x20 {
+        switch field {
+        case 14: utime = value
+        case 15: stime = value
+        case 24: rss = value
+        default: break
+        }
+        if field >= 24 { break }
+        field += 1
+        value = 0
+      } else if c >= 0x30 && c <= 0x39 {
+        value = value &* 10 &+ UInt64(c - 0x30)
+      }
+      i += 1
+    }
+    guard field >= 24 else { return nil }
+    return Row(pid: pid, ticks: utime + stime, rssPages: rss, cpu: 0)
+  }
+
+  /// Numeric entries of /proc, without building strings for the rest.
+  private func pids() -> [UInt32] {
+    guard let dir = opendir(files.path("/proc")) else { return [] }
+    defer { closedir(dir) }
+    var out: [UInt32] = []
+    while let entry = readdir(dir) {
+      let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> UInt32? in
+        var n: UInt32 = 0
+        var digits = 0
+        for c in raw {
+          if c == 0 { break }
+          guard c >= 0x30 && c <= 0x39 else { return nil }
+          n = n &* 10 &+ UInt32(c - 0x30)
+          digits += 1
+        }
+        return digits > 0 ? n : nil
+      }
+      if let pid { out.append(pid) }
+    }
+    return out
+  }
+
+  private func user(of pid: UInt32) -> String {
     var st = stat()
     guard stat(files.path("/proc/\(pid)"), &st) == 0 else { return "" }
     if let name = users[st.st_uid] { return name }
