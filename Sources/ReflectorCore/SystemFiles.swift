@@ -61,7 +61,8 @@ public struct SystemFiles: Sendable {
   public func line(_ p: String) -> String? {
     withSmallFile(p, capacity: 4096) { b -> String? in
       let end = b.firstIndex(of: 0x0A) ?? b.endIndex
-      return String(decoding: UnsafeBufferPointer(rebasing: b[..<end]), as: UTF8.self).trimmingCharacters(in: .whitespaces)
+      return String(decoding: UnsafeBufferPointer(rebasing: b[..<end]), as: UTF8.self).trimmingCharacters(
+        in: .whitespaces)
     }
   }
 

@@ -138,7 +138,8 @@ func benchSections() {
   let full = Collector(settings: .init(host: "bench"))
   let sections: [(String, () -> Void)] = [
     ("cpu", { _ = cpu.collect() }), ("memory", { _ = memory.collect() }), ("mounts", { _ = disks.mounts() }),
-    ("diskstats", { _ = disks.devices() }), ("network", { _ = network.collect() }), ("temperatures", { _ = temps.collect() }),
+    ("diskstats", { _ = disks.devices() }), ("network", { _ = network.collect() }),
+    ("temperatures", { _ = temps.collect() }),
     ("processes", { _ = procs.collect() }), ("gpu", { _ = gpu.collect() }),
     ("full_cycle_with_encode", { _ = full.collect(sequence: 1, intervalMs: 500).encode() }),
   ]

@@ -58,8 +58,10 @@ public final class NetworkCollector {
   func sysfsCounters(_ name: String) -> NetworkInterface {
     func stat(_ s: String) -> UInt64 { files.uint("/sys/class/net/\(name)/statistics/\(s)") ?? 0 }
     return NetworkInterface(
-      rxBytes: stat("rx_bytes"), txBytes: stat("tx_bytes"), rxPackets: stat("rx_packets"), txPackets: stat("tx_packets"),
-      rxErrors: stat("rx_errors"), txErrors: stat("tx_errors"), rxDropped: stat("rx_dropped"), txDropped: stat("tx_dropped"))
+      rxBytes: stat("rx_bytes"), txBytes: stat("tx_bytes"), rxPackets: stat("rx_packets"),
+      txPackets: stat("tx_packets"),
+      rxErrors: stat("rx_errors"), txErrors: stat("tx_errors"), rxDropped: stat("rx_dropped"),
+      txDropped: stat("tx_dropped"))
   }
 
   static func duplex(_ s: String?) -> Duplex {

@@ -31,10 +31,11 @@ public final class ProcessCollector {
   }
 
   public func collect(now: ContinuousClock.Instant = .now) -> (byCPU: [ProcessSample], byMemory: [ProcessSample]) {
-    let seconds = previousTime.map { t -> Double in
-      let d = now - t
-      return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    } ?? 0
+    let seconds =
+      previousTime.map { t -> Double in
+        let d = now - t
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+      } ?? 0
     var rows: [Row] = []
     var ticks: [UInt32: UInt64] = [:]
     for pid in pids() {
@@ -60,7 +61,8 @@ public final class ProcessCollector {
         guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else { return nil }
         return String(decoding: UnsafeBufferPointer(rebasing: b[(open + 1)..<close]), as: UTF8.self)
       } ?? ""
-    return ProcessSample(pid: r.pid, name: name, user: user(of: r.pid), cpuPercent: r.cpu, rssBytes: r.rssPages * pageSize)
+    return ProcessSample(
+      pid: r.pid, name: name, user: user(of: r.pid), cpuPercent: r.cpu, rssBytes: r.rssPages * pageSize)
   }
 
   /// "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
