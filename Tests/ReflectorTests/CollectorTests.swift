@@ -267,8 +267,10 @@ import Testing
 
   @Test func liveProcessesIncludeThisOne() {
     let p = ProcessCollector(files: SystemFiles(), topK: 1000).collect()
-    #expect(p.byMemory.contains { $0.pid == UInt32(getpid()) })
-    #expect(p.byMemory.allSatisfy { !$0.user.isEmpty })
+    let me = p.byMemory.first { $0.pid == UInt32(getpid()) }
+    #expect(me != nil)
+    #expect(me?.user == String(cString: getpwuid(getuid())!.pointee.pw_name))
+    #expect(me?.rssBytes ?? 0 > 0)
   }
 }
 

@@ -49,20 +49,20 @@ public final class ProcessCollector {
     }
     previous = ticks
     previousTime = now
-    let byCPU = rows.sorted { ($0.cpu, $0.rssPages) > ($1.cpu, $1.rssPages) }.prefix(topK).map(sample)
-    let byMemory = rows.sorted { $0.rssPages > $1.rssPages }.prefix(topK).map(sample)
+    let byCPU = rows.sorted { ($0.cpu, $0.rssPages) > ($1.cpu, $1.rssPages) }.prefix(topK).compactMap(sample)
+    let byMemory = rows.sorted { $0.rssPages > $1.rssPages }.prefix(topK).compactMap(sample)
     return (byCPU, byMemory)
   }
 
-  /// Names and users only for the processes reported.
-  private func sample(_ r: Row) -> ProcessSample {
-    let name =
-      files.withSmallFile("/proc/\(r.pid)/stat") { b -> String? in
-        guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else { return nil }
-        return String(decoding: UnsafeBufferPointer(rebasing: b[(open + 1)..<close]), as: UTF8.self)
-      } ?? ""
-    return ProcessSample(
-      pid: r.pid, name: name, user: user(of: r.pid), cpuPercent: r.cpu, rssBytes: r.rssPages * pageSize)
+  /// Names and users only for the processes reported; one that exited
+  /// since the scan is left out.
+  private func sample(_ r: Row) -> ProcessSample? {
+    let name = files.withSmallFile("/proc/\(r.pid)/stat") { b -> String? in
+      guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else { return nil }
+      return String(decoding: UnsafeBufferPointer(rebasing: b[(open + 1)..<close]), as: UTF8.self)
+    }
+    guard let name, let user = user(of: r.pid) else { return nil }
+    return ProcessSample(pid: r.pid, name: name, user: user, cpuPercent: r.cpu, rssBytes: r.rssPages * pageSize)
   }
 
   /// "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
@@ -119,9 +119,9 @@ public final class ProcessCollector {
     return out
   }
 
-  private func user(of pid: UInt32) -> String {
+  private func user(of pid: UInt32) -> String? {
     var st = stat()
-    guard stat(files.path("/proc/\(pid)"), &st) == 0 else { return "" }
+    guard stat(files.path("/proc/\(pid)"), &st) == 0 else { return nil }
     if let name = users[st.st_uid] { return name }
     var pwd = passwd()
     var result: UnsafeMutablePointer<passwd>?
