@@ -62,6 +62,16 @@ let package = Package(
       ],
       swiftSettings: strict),
 
+    // Ingest's logic: validation, exactly-once storage, rates, registration.
+    .target(
+      name: "IngestCore",
+      dependencies: [
+        "MirrorWire", "MirrorBus", "MirrorStore", "MirrorService", .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict),
+
     // The host agent's logic (collectors, publisher, command runner).
     .target(
       name: "ReflectorCore",
@@ -75,7 +85,8 @@ let package = Package(
       swiftSettings: strict),
 
     // Executables: configuration, wiring, lifecycle.
-    .executableTarget(name: "Ingest", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(
+      name: "Ingest", dependencies: ["MirrorService", "IngestCore", argumentParser], swiftSettings: strict),
     .executableTarget(name: "CommandRouter", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(name: "TwinService", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(name: "Notifier", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
@@ -104,6 +115,12 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ], exclude: ["Fixtures"],
       swiftSettings: strict),
+    .testTarget(
+      name: "IngestTests",
+      dependencies: [
+        "IngestCore", "TestSupport", "MirrorService", "MirrorBus", "MirrorWire", "MirrorStore",
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ], swiftSettings: strict),
     .testTarget(
       name: "MirrorServiceTests", dependencies: ["MirrorService", "TestSupport"], swiftSettings: strict),
   ]

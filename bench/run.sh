@@ -16,6 +16,16 @@ wait_port() { for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/nu
 # used: utime + stime from /proc/PID/stat, in clock ticks.
 cpu_ns() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) * 1000000000 / hz }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# The number of messages in a stream ($JS.API.STREAM.INFO.<name>).
+stream_messages() {
+  python3 - "$1" "$2" <<'PY'
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); f = s.makefile("rb"); f.readline()
+s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.i 1\r\nPUB $JS.API.STREAM.INFO.%s _INBOX.i 0\r\n\r\nPING\r\n' % sys.argv[2].encode())
+while not f.readline().startswith(b"MSG"): pass
+print(json.loads(f.readline())["state"]["messages"])
+PY
+}
 # Creates a stream with a plain NATS request ($JS.API.STREAM.CREATE.<name>).
 create_stream() {
   python3 - "$1" "$2" "$3" <<'PY'
@@ -112,25 +122,11 @@ if [[ $what == agent || $what == all ]]; then
   rf_pid=$!
   sleep 3  # start-up and the first cycles
   rf_before=$(cpu_ns $rf_pid)
-  count_before=$(python3 - "$port" <<'PY'
-import json, socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); f = s.makefile("rb"); f.readline()
-s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.i 1\r\nPUB $JS.API.STREAM.INFO.METRICS _INBOX.i 0\r\n\r\nPING\r\n')
-while not f.readline().startswith(b"MSG"): pass
-print(json.loads(f.readline())["state"]["messages"])
-PY
-)
+  count_before=$(stream_messages "$port" METRICS)
   sleep "$seconds"
   rf_after=$(cpu_ns $rf_pid)
   rf_rss=$(rss_kib $rf_pid)
-  count_after=$(python3 - "$port" <<'PY'
-import json, socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); f = s.makefile("rb"); f.readline()
-s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.i 1\r\nPUB $JS.API.STREAM.INFO.METRICS _INBOX.i 0\r\n\r\nPING\r\n')
-while not f.readline().startswith(b"MSG"): pass
-print(json.loads(f.readline())["state"]["messages"])
-PY
-)
+  count_after=$(stream_messages "$port" METRICS)
   kill -TERM $rf_pid; wait $rf_pid 2>/dev/null || true
   python3 - "$ne_before" "$ne_after" "$scrapes" "$ne_rss" "$ne_series" "$rf_before" "$rf_after" "$count_before" "$count_after" "$rf_rss" <<'PY'
 import sys

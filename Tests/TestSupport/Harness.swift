@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+public import MirrorBus
 
 #if canImport(Glibc)
   import Glibc
@@ -44,19 +45,28 @@ public enum Harness {
     return Int(UInt16(bigEndian: addr.sin_port))
   }
 
-  /// True when something accepts TCP connections on 127.0.0.1:`port`.
-  public static func isListening(_ port: Int) -> Bool {
+  /// A connected TCP socket to 127.0.0.1:`port`, or nil; the caller closes it.
+  public static func connectTCP(_ port: Int) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     addr.sin_port = UInt16(port).bigEndian
-    return withUnsafePointer(to: &addr) {
+    let ok = withUnsafePointer(to: &addr) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
         connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
       }
     }
+    if ok { return fd }
+    close(fd)
+    return nil
+  }
+
+  /// True when something accepts TCP connections on 127.0.0.1:`port`.
+  public static func isListening(_ port: Int) -> Bool {
+    guard let fd = connectTCP(port) else { return false }
+    close(fd)
+    return true
   }
 
   /// Waits until `condition` holds, polling; false after `timeout`.
@@ -101,5 +111,31 @@ public enum Harness {
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  }
+}
+
+extension Harness {
+  /// Up to `count` messages from `subscription`, waiting at most `timeout`
+  /// in all (a test never hangs on a message that does not come).
+  public static func collect(_ subscription: BusSubscription, count: Int, timeout: Duration = .seconds(10)) async
+    -> [BusMessage]
+  {
+    await withTaskGroup(of: [BusMessage]?.self) { group in
+      group.addTask {
+        var out: [BusMessage] = []
+        for await m in subscription {
+          out.append(m)
+          if out.count == count { break }
+        }
+        return out
+      }
+      group.addTask {
+        try? await Task.sleep(for: timeout)
+        return nil
+      }
+      let first = await group.next() ?? nil
+      group.cancelAll()
+      return first ?? []
+    }
   }
 }

@@ -10,26 +10,62 @@ public final class BusService: Service, Sendable {
   private let options: BusOptions
   private let streams: [StreamConfig]
   private let logger: Logger
-  private let state = Mutex<BusConnection?>(nil)
-  private let ready: AsyncStream<BusConnection>
-  private let readyContinuation: AsyncStream<BusConnection>.Continuation
+  private let state = Mutex(State())
+
+  /// The connection once made, and everyone waiting for it: all of them are
+  /// resumed when it is made, or with nil when the service stops first.
+  private struct State {
+    var bus: BusConnection?
+    var stopped = false
+    var waiters: [UInt64: CheckedContinuation<BusConnection?, Never>] = [:]
+    var nextWaiter: UInt64 = 0
+  }
 
   public init(options: BusOptions, streams: [StreamConfig], context: ServiceContext) {
     self.options = options
     self.streams = streams
     self.logger = context.logger
-    (ready, readyContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     context.health.register("nats") { [weak self] in
-      guard let bus = self?.state.withLock({ $0 }) else { return .init(healthy: false, detail: "not connected yet") }
+      guard let bus = self?.state.withLock({ $0.bus }) else {
+        return .init(healthy: false, detail: "not connected yet")
+      }
       return bus.isConnected ? .init(healthy: true, detail: "connected") : .init(healthy: false, detail: "reconnecting")
     }
   }
 
-  /// The connection, once made; waits for it.
+  /// The connection, once made; waits for it (any number of callers).
+  /// Throws `CancellationError` when the caller is cancelled or the service
+  /// stops before connecting.
   public func connection() async throws -> BusConnection {
-    if let bus = state.withLock({ $0 }) { return bus }
-    for await bus in ready { return bus }
-    throw CancellationError()
+    if let bus = state.withLock({ $0.bus }) { return bus }
+    let id = state.withLock { s -> UInt64 in
+      s.nextWaiter += 1
+      return s.nextWaiter
+    }
+    let bus = await withTaskCancellationHandler {
+      await withCheckedContinuation { (c: CheckedContinuation<BusConnection?, Never>) in
+        let now: BusConnection?? = state.withLock { s in
+          if let bus = s.bus { return .some(bus) }
+          if s.stopped || Task.isCancelled { return .some(nil) }
+          s.waiters[id] = c
+          return nil
+        }
+        if let now { c.resume(returning: now) }
+      }
+    } onCancel: {
+      state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+    }
+    guard let bus else { throw CancellationError() }
+    return bus
+  }
+
+  private func finish(with bus: BusConnection?) {
+    let waiters = state.withLock { s -> [CheckedContinuation<BusConnection?, Never>] in
+      if let bus { s.bus = bus } else { s.stopped = true }
+      defer { s.waiters = [:] }
+      return Array(s.waiters.values)
+    }
+    for w in waiters { w.resume(returning: bus) }
   }
 
   public func run() async throws {
@@ -49,11 +85,12 @@ public final class BusService: Service, Sendable {
         delay = min(delay * 2, .seconds(10))
       }
     }
-    guard let bus else { return }
-    state.withLock { $0 = bus }
-    readyContinuation.yield(bus)
+    guard let bus else {
+      finish(with: nil)
+      return
+    }
+    finish(with: bus)
     try? await gracefulShutdown()
-    readyContinuation.finish()
     await bus.drain()
   }
 }

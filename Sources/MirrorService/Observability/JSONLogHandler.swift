@@ -50,7 +50,7 @@ public struct JSONLogHandler: LogHandler {
   }
 
   /// A JSON string literal.
-  static func quote(_ s: String) -> String {
+  public static func quote(_ s: String) -> String {
     var out = "\""
     for scalar in s.unicodeScalars {
       switch scalar {

@@ -1,0 +1,123 @@
+import Foundation
+import IngestCore
+import Logging
+import MirrorBus
+import MirrorService
+import MirrorStore
+import MirrorWire
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+/// Ingest against a real nats-server and PostgreSQL.
+@Suite(.serialized) final class IngestEndToEndTests {
+  let nats: NATSTestServer
+  let db: PostgresTestDatabase
+
+  init() throws {
+    nats = try NATSTestServer()
+    db = try PostgresTestDatabase("ingest")
+  }
+
+  func withIngest(_ body: (BusConnection) async throws -> Void) async throws {
+    let config = ConfigValues(overrides: ["nats.urls": nats.url, "database.url": db.url])
+    let settings = try ServiceSettings(service: "ingest", defaultHTTPPort: 0, config: config)
+    let context = ServiceContext(settings: settings, config: config, logger: Harness.logger, health: Health())
+    let bus = BusService(
+      options: settings.bus, streams: [Streams.metrics, Streams.metricsNormalized], context: context)
+    let database = DatabaseService(settings: settings, context: context)
+    let registry = HostRegistry(bus: bus, database: database.client, logger: Harness.logger)
+    let pipeline = IngestPipeline(
+      settings: .init(), bus: bus, database: database.client, registry: registry, logger: Harness.logger)
+    let group = ServiceGroup(services: [database, bus, registry, pipeline], logger: Harness.logger)
+    let running = Task { try await group.run() }
+    let client = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
+    #expect(await Harness.waitUntil { (try? await client.streamState("METRICS")) != nil })
+    do { try await body(client) } catch {
+      await group.triggerGracefulShutdown()
+      _ = await running.result
+      throw error
+    }
+    await group.triggerGracefulShutdown()
+    try await running.value
+  }
+
+  func count(_ table: String) throws -> Int {
+    try db.connect().query("SELECT count(*) FROM \(table)")[0].decode(Int.self, 0)
+  }
+
+  func publish(_ bus: BusConnection, _ b: MetricsBatch, msgID: String? = nil) async throws {
+    _ = try await bus.jetStreamPublish(
+      "metrics.raw.\(b.host)", b, msgID: msgID ?? "\(b.host):\(b.bootId):\(b.sequence)")
+  }
+
+  @Test func nBatchesInExactlyNStoredAndBadInputRejected() async throws {
+    try await withIngest { bus in
+      let rejected = try bus.subscribe("metrics.rejected")
+      try await bus.flush()
+      let now = Int64(Date().timeIntervalSince1970 * 1000)
+      let n = 40
+      for i in 0..<n {
+        var b = batch(host: "h\(i % 4)", seq: UInt64(i + 1), at: now - Int64(n - i) * 1000)
+        b.interfaces = [NetworkInterface(name: "eth0", rxBytes: UInt64(i) * 1_000_000, txBytes: 0, speedMbps: 1000)]
+        try await publish(bus, b)
+      }
+      // The same batch again under another message id: stored once anyway.
+      try await publish(bus, batch(host: "h1", seq: 2, at: now - Int64(n - 1) * 1000), msgID: "redelivery-1")
+      // Bad input.
+      _ = try await bus.jetStreamPublish("metrics.raw.h1", payload: [0xFF, 0xFF, 0xFF], msgID: "garbage")
+      _ = try await bus.jetStreamPublish("metrics.raw.h2", batch(host: "h3", seq: 500, at: now), msgID: "mismatch")
+      _ = try await bus.jetStreamPublish(
+        "metrics.raw.h1", batch(host: "h1", seq: 501, at: now - 7_200_000), msgID: "stale")
+
+      let stored = await Harness.waitUntil(timeout: .seconds(20)) { (try? self.count("metrics_cpu")) == n }
+      #expect(stored, "metrics_cpu has \((try? self.count("metrics_cpu")) ?? -1) rows")
+      try await Task.sleep(for: .milliseconds(500))
+      #expect(try count("metrics_cpu") == n, "no second row for the redelivered batch")
+      #expect(try count("ingest_batches") == n)
+      #expect(try count("metrics_network") == n)
+      #expect(try count("metrics_memory") == n)
+      #expect(try count("hosts") == 4, "auto-registered")
+      let messages = await Harness.collect(rejected, count: 3)
+      #expect(messages.allSatisfy { $0.mirrorType == RpcError.fullName })
+      #expect(
+        messages.map { $0.headers["Mirror-Reject-Reason"] ?? "?" }.sorted() == ["host_mismatch", "malformed", "stale"])
+      // Derived rates were stored: 1 MB per second between consecutive batches of a host (4 s apart).
+      let rate = try db.connect().query(
+        "SELECT rx_bytes_per_second FROM metrics_network WHERE host = 'h1' AND rx_bytes_per_second IS NOT NULL ORDER BY ts LIMIT 1"
+      )
+      #expect(try rate.rows.first?.decode(Double.self, 0) == 1_000_000)
+      let normalized = try await bus.streamState("METRICS_NORM").messages
+      #expect(normalized == UInt64(n))
+    }
+  }
+
+  @Test func hostsRegisterUpsertsTheHost() async throws {
+    try await withIngest { bus in
+      let info = HostInfo(
+        hostname: "reg1", addresses: [NetworkAddress(interfaceName: "eth0", address: "10.0.0.7", prefixLength: 24)],
+        hardwareAddresses: [HardwareAddress(interfaceName: "eth0", mac: "aa:bb:cc:dd:ee:ff")], osName: "Debian",
+        kernel: "6.1", cpuModel: "EPYC", cpuCores: 8, memoryTotalBytes: 1 << 34, agentVersion: "0.1.0",
+        labels: [Label(key: "rack", value: "r1")], primaryInterface: "eth0", primaryInterfaceSpeedMbps: 1000)
+      var reply: RegisterHostResponse?
+      _ = await Harness.waitUntil {
+        reply = try? await bus.request(
+          "hosts.register", RegisterHostRequest(info: info), expecting: RegisterHostResponse.self,
+          timeout: .milliseconds(500))
+        return reply != nil
+      }
+      #expect(reply?.accepted == true)
+      #expect(reply?.intervalMs == 5000)
+      let row = try db.connect().query(
+        "SELECT cpu_cores, primary_interface_speed_mbps, labels->>'rack', mac_addresses[1], addresses[1] FROM hosts WHERE name = 'reg1'"
+      )[0]
+      #expect(try row.decode(Int.self, 0) == 8)
+      #expect(try row.decode(Int.self, 1) == 1000)
+      #expect(try row.decode(String.self, 2) == "r1")
+      #expect(try row.decode(String.self, 3) == "aa:bb:cc:dd:ee:ff")
+      #expect(try row.decode(String.self, 4) == "10.0.0.7")
+      let bad = try await bus.request("hosts.register", payload: [0xFF, 0x01], timeout: .seconds(2))
+      #expect(bad.mirrorType == RpcError.fullName)
+    }
+  }
+}
