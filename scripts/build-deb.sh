@@ -38,11 +38,14 @@ printf '/etc/mirror-stage/reflector.yaml\n/etc/mirror-stage/commands-policy.yaml
 # Depends: the package of every shared library the binary needs, at least
 # the version it was built against.
 depends=()
+# (Whole outputs are read before filtering: an early exit in a pipeline
+# would kill its writer with SIGPIPE, which pipefail turns into a failure.)
+cache=$(ldconfig -p)
 for lib in $(objdump -p "$root/usr/bin/reflector" | awk '/NEEDED/ {print $2}'); do
-  path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|aarch64|64/ {print $NF; exit}')
+  path=$(awk -v l="$lib" '$1 == l && !found {print $NF; found = 1}' <<<"$cache")
   [[ -n "$path" ]] || continue
-  owner=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1) || true
-  [[ -n "$owner" ]] || owner=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1) || true
+  owner=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | sed -n '1s/:.*//p') || true
+  [[ -n "$owner" ]] || owner=$(dpkg -S "$path" 2>/dev/null | sed -n '1s/:.*//p') || true
   [[ -n "$owner" ]] || continue
   ver=$(dpkg-query -W -f='${Version}' "$owner" | sed 's/[-+~].*//')
   depends+=("$owner (>= $ver)")

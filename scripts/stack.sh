@@ -7,6 +7,7 @@
 #   scripts/stack.sh env   [dev|test]   print the URLs as shell exports
 # Profile dev (default): NATS 14222 (monitor 18222), PostgreSQL 15432.
 # Profile test: NATS 24222 (monitor 28222), PostgreSQL 25432.
+# Profile custom: PostgreSQL only, in $MIRROR_STACK_DIR on $MIRROR_PG_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -16,9 +17,11 @@ profile=${2:-dev}
 case "$profile" in
   dev) nats_port=14222; nats_mon=18222; pg_port=15432 ;;
   test) nats_port=24222; nats_mon=28222; pg_port=25432 ;;
+  # A cluster of a test's own: MIRROR_STACK_DIR and MIRROR_PG_PORT say where.
+  custom) nats_port=0; nats_mon=0; pg_port=${MIRROR_PG_PORT:?MIRROR_PG_PORT} ;;
   *) echo "unknown profile $profile" >&2; exit 2 ;;
 esac
-dir="$root/.stack/$profile"
+dir="${MIRROR_STACK_DIR:-$root/.stack/$profile}"
 pg_user=mirror
 pg_password=mirror
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -69,8 +72,8 @@ listen_addresses = '127.0.0.1'
 port = $pg_port
 unix_socket_directories = ''
 max_connections = 200
-fsync = $([[ $profile == test ]] && echo off || echo on)
-synchronous_commit = $([[ $profile == test ]] && echo off || echo on)
+fsync = $([[ $profile == dev ]] && echo on || echo off)
+synchronous_commit = $([[ $profile == dev ]] && echo on || echo off)
 CONF
   fi
   touch "$dir/pg.log"

@@ -17,14 +17,17 @@ public final class BusConnection: @unchecked Sendable {
   let js: OpaquePointer
   public let options: BusOptions
   let logger: Logger
-  private let events: Unmanaged<ConnectionEvents>
+  /// Our own reference to the callback box; libnats holds another (+1 via
+  /// passRetained), released by the closed callback, so the box outlives
+  /// both whichever goes first.
+  private let events: ConnectionEvents
 
   /// The state of the link to the server, as libnats last reported it.
   public var isConnected: Bool { natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED }
 
   /// Counts of disconnects and reconnects since connect.
-  public var disconnects: Int { events.takeUnretainedValue().disconnects.load(ordering: .relaxed) }
-  public var reconnects: Int { events.takeUnretainedValue().reconnects.load(ordering: .relaxed) }
+  public var disconnects: Int { events.disconnects.load(ordering: .relaxed) }
+  public var reconnects: Int { events.reconnects.load(ordering: .relaxed) }
 
   /// Connects, blocking a dedicated thread, never the caller's executor.
   /// The corresponding C function is `natsConnection_Connect`.
@@ -38,7 +41,8 @@ public final class BusConnection: @unchecked Sendable {
     var logger = logger
     logger[metadataKey: "nats"] = "\(options.urls.joined(separator: ","))"
     self.logger = logger
-    let events = Unmanaged.passRetained(ConnectionEvents(logger: logger))
+    let box = ConnectionEvents(logger: logger)
+    let events = Unmanaged.passRetained(box)
 
     var opts: OpaquePointer?
     var conn: OpaquePointer?
@@ -72,12 +76,12 @@ public final class BusConnection: @unchecked Sendable {
     }
     self.nc = conn!
     self.js = ctx
-    self.events = events
+    self.events = box
     logger.info("connected to NATS", metadata: ["connected": "\(isConnected)"])
   }
 
   deinit {
-    events.takeUnretainedValue().closing.store(true, ordering: .relaxed)
+    events.closing.store(true, ordering: .relaxed)
     jsCtx_Destroy(js)
     natsConnection_Close(nc)
     natsConnection_Destroy(nc)
@@ -135,7 +139,7 @@ public final class BusConnection: @unchecked Sendable {
         opts,
         { _, c in
           // The last callback for this connection: balance passRetained.
-          Unmanaged<ConnectionEvents>.fromOpaque(c!).takeRetainedValue().closed()
+          Unmanaged<ConnectionEvents>.fromOpaque(c!).takeRetainedValue().didClose()
         }, closure), "set callback")
     try natsCheck(
       natsOptions_SetErrorHandler(opts, { _, _, status, c in ConnectionEvents.from(c).asyncError(status) }, closure),
@@ -204,9 +208,17 @@ public final class BusConnection: @unchecked Sendable {
   }
 
   /// Drains subscriptions and closes; in-flight callbacks finish first.
+  /// Returns once libnats has closed the connection and run its closed
+  /// callback (or after `timeout` and a second), so a process that exits
+  /// next does not exit under a libnats thread still calling into Swift.
   public func drain(timeout: Duration = .seconds(5)) async {
-    events.takeUnretainedValue().closing.store(true, ordering: .relaxed)
-    _ = await Blocking.run { natsConnection_DrainTimeout(self.nc, timeout.natsMilliseconds) }
+    events.closing.store(true, ordering: .relaxed)
+    let started = await Blocking.run { natsConnection_DrainTimeout(self.nc, timeout.natsMilliseconds) }
+    if started != NATS_OK { natsConnection_Close(nc) }
+    let deadline = ContinuousClock.now + timeout + .seconds(1)
+    while !events.closed.load(ordering: .acquiring), ContinuousClock.now < deadline {
+      try? await Task.sleep(for: .milliseconds(10))
+    }
   }
 
   // MARK: Helpers
@@ -278,6 +290,8 @@ final class ConnectionEvents {
   /// Set when we close the connection ourselves: the disconnect that
   /// follows is expected.
   let closing = Atomic<Bool>(false)
+  /// Set when the closed callback has finished.
+  let closed = Atomic<Bool>(false)
 
   init(logger: Logger) { self.logger = logger }
 
@@ -295,7 +309,10 @@ final class ConnectionEvents {
     logger.info("NATS connected")
   }
 
-  func closed() { logger.info("NATS connection closed") }
+  func didClose() {
+    logger.info("NATS connection closed")
+    closed.store(true, ordering: .releasing)
+  }
 
   func asyncError(_ status: natsStatus) {
     logger.error("NATS asynchronous error", metadata: ["status": "\(String(cString: natsStatus_GetText(status)))"])

@@ -71,8 +71,8 @@ import Testing
     kill(process.processIdentifier, SIGTERM)
     let exited = await Harness.waitUntil(timeout: .seconds(15)) { !process.isRunning }
     #expect(exited, "\(name) did not stop on SIGTERM")
-    #expect(process.terminationStatus == 0)
     let log = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(process.terminationStatus == 0, "\(name) exited with \(process.terminationStatus): \(log.suffix(3000))")
     #expect(log.contains("\"msg\":\"stopped\""), "\(log)")
   }
 

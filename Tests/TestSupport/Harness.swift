@@ -93,24 +93,37 @@ public enum Harness {
   }
 
   /// Runs a program to completion and returns its exit status and output.
+  /// posix_spawn and a blocking waitpid, with output through a file: a
+  /// daemon the program starts (pg_ctl's postmaster) may inherit a pipe and
+  /// keep it open, and Foundation's Process did not always reap the child
+  /// when called from an async test.
   @discardableResult
   public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws
     -> (status: Int32, output: String)
   {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.currentDirectoryURL = root
-    if let environment {
-      process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    let log = FileManager.default.temporaryDirectory.appendingPathComponent("harness-\(UUID().uuidString).log").path
+    defer { unlink(log) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let env = ProcessInfo.processInfo.environment.merging(environment ?? [:]) { _, new in new }
+    var cArgs = ([executable] + arguments).map { strdup($0) } + [nil]
+    var cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+      cArgs.forEach { free($0) }
+      cEnv.forEach { free($0) }
     }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, executable, &actions, nil, &cArgs, &cEnv)
+    guard rc == 0 else { throw HarnessError("cannot run \(executable): \(String(cString: strerror(rc)))") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    let exit = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (exit, output)
   }
 }
 

@@ -1,0 +1,120 @@
+import Foundation
+import MirrorBus
+import MirrorService
+import MirrorStore
+import MirrorWire
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The real `ingest` executable, killed with SIGKILL while batches stream in.
+@Suite final class IngestCrashTests {
+  let nats: NATSTestServer
+  let db: PostgresTestDatabase
+
+  init() throws {
+    nats = try NATSTestServer()
+    db = try PostgresTestDatabase("crash")
+  }
+
+  func launchIngest() throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+      "ingest")
+    p.arguments = [
+      "--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level",
+      "error",
+      "--set", "ingest.fetch-batch=20",
+    ]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    return p
+  }
+
+  func stored() -> Int {
+    (try? db.connect().query("SELECT count(*) FROM metrics_cpu")[0].decode(Int.self, 0)) ?? -1
+  }
+
+  @Test func killedMidStreamAndRestartedStoresExactlyN() async throws {
+    let bus = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
+    try await bus.ensureStream(Streams.metrics)
+    let first = try launchIngest()
+    let n = 600
+    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let publisher = Task {
+      for i in 0..<n {
+        let b = batch(host: "c\(i % 10)", seq: UInt64(i + 1), at: now - Int64(n - i) * 100)
+        _ = try await bus.jetStreamPublish("metrics.raw.\(b.host)", b, msgID: "\(b.host):\(b.bootId):\(b.sequence)")
+      }
+    }
+    // Kill it once some, but not all, batches are stored.
+    #expect(await Harness.waitUntil(timeout: .seconds(30)) { self.stored() > 50 })
+    kill(first.processIdentifier, SIGKILL)
+    first.waitUntilExit()
+    let atKill = stored()
+    #expect(atKill < n, "killed mid-stream: \(atKill) of \(n) stored")
+    try await publisher.value
+    let second = try launchIngest()
+    defer {
+      kill(second.processIdentifier, SIGTERM)
+      second.waitUntilExit()
+    }
+    let all = await Harness.waitUntil(timeout: .seconds(60)) { self.stored() >= n }
+    #expect(all, "\(stored()) of \(n)")
+    try await Task.sleep(for: .seconds(1))
+    #expect(stored() == n, "exactly N, no duplicates")
+    let distinct = try db.connect().query("SELECT count(DISTINCT (host, ts)) FROM metrics_cpu")[0].decode(Int.self, 0)
+    #expect(distinct == n)
+  }
+}
+
+/// PostgreSQL taken away for 10 s while batches stream in.
+@Suite final class IngestDatabaseOutageTests {
+  @Test func postgresStoppedForTenSecondsLosesNothing() async throws {
+    let nats = try NATSTestServer()
+    let pg = try PostgresPrivateCluster()
+    let bus = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
+    try await bus.ensureStream(Streams.metrics)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+      "ingest")
+    p.arguments = [
+      "--nats-url", nats.url, "--database-url", pg.url, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level",
+      "error",
+    ]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    defer {
+      kill(p.processIdentifier, SIGTERM)
+      p.waitUntilExit()
+    }
+    func stored() -> Int {
+      (try? PGConnection(url: pg.url, connectTimeout: 1).query("SELECT count(*) FROM metrics_cpu")[0].decode(
+        Int.self, 0)) ?? -1
+    }
+    let n = 200
+    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    func send(_ range: Range<Int>) async throws {
+      for i in range {
+        let b = batch(host: "pg\(i % 5)", seq: UInt64(i + 1), at: now - Int64(n - i) * 100)
+        _ = try await bus.jetStreamPublish("metrics.raw.\(b.host)", b, msgID: "\(b.host):\(b.bootId):\(b.sequence)")
+      }
+    }
+    try await send(0..<50)
+    #expect(await Harness.waitUntil(timeout: .seconds(30)) { stored() == 50 })
+    try pg.stop()
+    try await send(50..<150)
+    try await Task.sleep(for: .seconds(10))
+    try pg.start()
+    try await send(150..<n)
+    let all = await Harness.waitUntil(timeout: .seconds(60)) { stored() >= n }
+    #expect(all, "\(stored()) of \(n)")
+    try await Task.sleep(for: .seconds(1))
+    #expect(stored() == n, "exactly N after PostgreSQL returned")
+  }
+}
