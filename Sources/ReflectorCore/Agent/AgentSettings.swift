@@ -24,7 +24,7 @@ public struct AgentSettings: Sendable {
   public init(config c: ConfigValues) throws(ConfigError) {
     let rawHost = c.string("reflector.host") ?? Self.systemHostName()
     host = Self.subjectToken(rawHost)
-    guard Subjects.isValidHostToken(host) else {
+    guard Subjects.isValidHostToken(host), host.contains(where: { $0.isLetter || $0.isNumber }) else {
       throw ConfigError(
         key: "reflector.host", problem: "'\(rawHost)' gives no usable host name",
         source: c.lookup("reflector.host")?.source ?? "hostname")
