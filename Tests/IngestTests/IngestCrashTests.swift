@@ -10,6 +10,23 @@ import Testing
   import Glibc
 #endif
 
+/// Starts the built `ingest` executable (next to the test binary).
+func launchIngest(natsURL: String, databaseURL: String, extra: [String] = []) throws -> Process {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+    "ingest")
+  p.arguments =
+    [
+      "--nats-url", natsURL, "--database-url", databaseURL, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level",
+      "error",
+    ]
+    + extra
+  p.standardOutput = FileHandle.nullDevice
+  p.standardError = FileHandle.nullDevice
+  try p.run()
+  return p
+}
+
 /// The real `ingest` executable, killed with SIGKILL while batches stream in.
 @Suite final class IngestCrashTests {
   let nats: NATSTestServer
@@ -21,18 +38,7 @@ import Testing
   }
 
   func launchIngest() throws -> Process {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-      "ingest")
-    p.arguments = [
-      "--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level",
-      "error",
-      "--set", "ingest.fetch-batch=20",
-    ]
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    return p
+    try IngestTests.launchIngest(natsURL: nats.url, databaseURL: db.url, extra: ["--set", "ingest.fetch-batch=20"])
   }
 
   func stored() -> Int {
@@ -79,16 +85,7 @@ import Testing
     let pg = try PostgresPrivateCluster()
     let bus = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
     try await bus.ensureStream(Streams.metrics)
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-      "ingest")
-    p.arguments = [
-      "--nats-url", nats.url, "--database-url", pg.url, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level",
-      "error",
-    ]
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    try p.run()
+    let p = try launchIngest(natsURL: nats.url, databaseURL: pg.url)
     defer {
       kill(p.processIdentifier, SIGTERM)
       p.waitUntilExit()
