@@ -1,4 +1,5 @@
 import Foundation
+import MirrorBus
 import MirrorService
 public import MirrorWire
 import Synchronization
@@ -88,10 +89,10 @@ public final class BatchValidator: Sendable {
       return .failure(Rejected(reason: .unknownHost, message: "host \(batch.host) is not registered"))
     }
     let ageMs = nowMs - batch.collectedAtUnixMs
-    if ageMs > settings.maxAge.milliseconds {
+    if ageMs > settings.maxAge.wholeMilliseconds {
       return .failure(Rejected(reason: .stale, message: "collected \(ageMs / 1000) s ago (limit \(settings.maxAge))"))
     }
-    if -ageMs > settings.maxFuture.milliseconds {
+    if -ageMs > settings.maxFuture.wholeMilliseconds {
       return .failure(
         Rejected(reason: .future, message: "collected \(-ageMs / 1000) s in the future (limit \(settings.maxFuture))"))
     }
@@ -111,8 +112,4 @@ public final class BatchValidator: Sendable {
       return true
     }
   }
-}
-
-extension Duration {
-  var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -65,11 +65,14 @@ public struct BusOptions: Sendable, Hashable {
 }
 
 extension Duration {
-  /// Whole milliseconds, as libnats takes them.
-  var natsMilliseconds: Int64 {
+  /// Whole milliseconds (truncated): what libnats, poll(2) and timestamps
+  /// in milliseconds take. The one conversion every module uses.
+  public var wholeMilliseconds: Int64 {
     let (seconds, attoseconds) = components
     return seconds * 1000 + attoseconds / 1_000_000_000_000_000
   }
+
+  var natsMilliseconds: Int64 { wholeMilliseconds }
 
   /// Whole nanoseconds, as JetStream configurations take them.
   var natsNanoseconds: Int64 {

@@ -1,4 +1,5 @@
 public import Foundation
+import MirrorBus
 
 /// Finding and running the external programs the agent reads (smartctl,
 /// nvidia-smi), bounded in time.
@@ -33,7 +34,7 @@ public enum Programs {
       collected.set(reader.readDataToEndOfFile())
       done.signal()
     }
-    let ms = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+    let ms = Int(timeout.wholeMilliseconds)
     if done.wait(timeout: .now() + .milliseconds(ms)) == .timedOut {
       process.terminate()
       kill(process.processIdentifier, SIGKILL)

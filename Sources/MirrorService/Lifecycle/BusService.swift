@@ -81,7 +81,7 @@ public final class BusService: Service, Sendable {
         bus = connected
       } catch {
         logger.warning("NATS not ready; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-        try? await Task.sleep(for: delay + .milliseconds(Int.random(in: 0...Int(delay.natsMillis / 2))))
+        try? await Task.sleep(for: delay + .milliseconds(Int.random(in: 0...Int(delay.wholeMilliseconds / 2))))
         delay = min(delay * 2, .seconds(10))
       }
     }
@@ -92,12 +92,5 @@ public final class BusService: Service, Sendable {
     finish(with: bus)
     try? await gracefulShutdown()
     await bus.drain()
-  }
-}
-
-extension Duration {
-  var natsMillis: Int {
-    let (s, a) = components
-    return Int(s * 1000 + a / 1_000_000_000_000_000)
   }
 }

@@ -91,8 +91,7 @@ public final class Agent: Service, Sendable {
 
   func collectOnce() async {
     let start = ContinuousClock.now
-    let intervalMs = UInt32(
-      settings.interval.components.seconds * 1000 + settings.interval.components.attoseconds / 1_000_000_000_000_000)
+    let intervalMs = UInt32(clamping: settings.interval.wholeMilliseconds)
     let batch = await collector.run { c in c.collect(sequence: Self.bootMilliseconds(), intervalMs: intervalMs) }
     let entry = BatchBuffer.Entry(
       msgID: "\(batch.host):\(batch.bootId):\(batch.sequence)", subject: Subjects.metricsRaw(batch.host),

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import MirrorBus
 public import MirrorWire
 import Synchronization
 
@@ -124,7 +125,7 @@ public final class DiskCollector {
       box.finish(statfs(mountPoint))
       hung.end(mountPoint)
     }
-    let ms = mountTimeout.components.seconds * 1000 + mountTimeout.components.attoseconds / 1_000_000_000_000_000
+    let ms = mountTimeout.wholeMilliseconds
     guard box.done.wait(timeout: .now() + .milliseconds(Int(ms))) == .success else { return .timedOut }
     guard let usage = box.result.withLock({ $0 }) else { return .failed }
     return .ok(usage)

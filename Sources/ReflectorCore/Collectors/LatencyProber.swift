@@ -1,4 +1,5 @@
 import Foundation
+import MirrorBus
 public import MirrorWire
 
 #if canImport(Glibc)
@@ -46,7 +47,7 @@ public struct LatencyProber: Sendable {
     var rc = connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen)
     if rc != 0 && errno == EINPROGRESS {
       var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-      let ms = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+      let ms = Int32(clamping: timeout.wholeMilliseconds)
       if poll(&pfd, 1, ms) == 1 {
         var err: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
