@@ -43,16 +43,11 @@ public final class IngestPipeline: Service, Sendable {
 
   public func run() async throws {
     guard let connection = try? await bus.connection() else { return }
-    var consumer: PullConsumer?
-    while consumer == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
-      consumer = try? await connection.pullConsumer(
-        stream: Streams.metrics.name,
-        ConsumerConfig(
-          durable: settings.durable, filterSubject: "metrics.raw.>", ackWait: .seconds(30), maxDeliver: -1,
-          maxAckPending: 50_000))
-      if consumer == nil { try? await Task.sleep(for: .seconds(1)) }
-    }
-    guard let consumer else { return }
+    let config = ConsumerConfig(
+      durable: settings.durable, filterSubject: "metrics.raw.>", ackWait: .seconds(30), maxDeliver: -1,
+      maxAckPending: 50_000)
+    guard let consumer = await connection.pullConsumerRetrying(stream: Streams.metrics.name, config, logger: logger)
+    else { return }
     await cancelWhenGracefulShutdown {
       var backoff = Duration.milliseconds(200)
       while !Task.isCancelled {

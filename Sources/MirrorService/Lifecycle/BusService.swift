@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 public import MirrorBus
 public import ServiceLifecycle
 import Synchronization
@@ -92,5 +92,25 @@ public final class BusService: Service, Sendable {
     finish(with: bus)
     try? await gracefulShutdown()
     await bus.drain()
+  }
+}
+
+extension BusConnection {
+  /// Binds a durable pull consumer, retrying (with a logged reason) until
+  /// it works; nil when the service is stopping first.
+  public func pullConsumerRetrying(
+    stream: String, _ config: ConsumerConfig, every retry: Duration = .seconds(1), logger: Logger
+  ) async -> PullConsumer? {
+    while !Task.isShuttingDownGracefully, !Task.isCancelled {
+      do {
+        return try await pullConsumer(stream: stream, config)
+      } catch {
+        logger.warning(
+          "consumer not ready; retrying",
+          metadata: ["durable": "\(config.durable)", "stream": "\(stream)", "error": "\(error)"])
+        try? await Task.sleep(for: retry)
+      }
+    }
+    return nil
   }
 }

@@ -33,16 +33,10 @@ public final class CommandService: Service, Sendable {
     let config = ConsumerConfig(
       durable: "reflector_\(host)", filterSubject: Subjects.commandsDispatch(host), ackWait: .seconds(60),
       maxDeliver: 5, deliverPolicy: .new)
-    var consumer: PullConsumer?
-    while consumer == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
-      do {
-        consumer = try await connection.pullConsumer(stream: Streams.commands.name, config)
-      } catch {
-        logger.warning("command consumer not ready; retrying", metadata: ["error": "\(error)"])
-        try? await Task.sleep(for: .seconds(2))
-      }
-    }
-    guard let consumer else { return }
+    guard
+      let consumer = await connection.pullConsumerRetrying(
+        stream: Streams.commands.name, config, every: .seconds(2), logger: logger)
+    else { return }
     logger.info("accepting commands", metadata: ["subject": "\(Subjects.commandsDispatch(host))"])
     let inFlight = InFlight()
     await cancelWhenGracefulShutdown {
