@@ -86,7 +86,8 @@ let package = Package(
 
     // Executables: configuration, wiring, lifecycle.
     .executableTarget(
-      name: "Ingest", dependencies: ["MirrorService", "IngestCore", argumentParser], swiftSettings: strict),
+      name: "Ingest", dependencies: ["MirrorService", "MirrorStore", "IngestCore", argumentParser],
+      swiftSettings: strict),
     .executableTarget(name: "CommandRouter", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(name: "TwinService", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(name: "Notifier", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),

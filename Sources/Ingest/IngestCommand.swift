@@ -1,6 +1,7 @@
 import ArgumentParser
 import IngestCore
 import MirrorService
+import MirrorStore
 
 @main
 struct IngestCommand: AsyncParsableCommand {
@@ -20,13 +21,34 @@ struct IngestCommand: AsyncParsableCommand {
       settings.validation.autoRegister = try c.bool("ingest.auto-register", default: true)
       settings.validation.ratePerSecond = Double(try c.int("ingest.rate-per-host", default: 2, range: 1...10_000))
       settings.validation.burst = Double(try c.int("ingest.burst-per-host", default: 120, range: 1...1_000_000))
+      var storage = StorageSettings()
+      storage.lateness = settings.validation.maxAge
+      storage.retention = try c.duration("storage.retention", default: .seconds(30 * 86_400))
+      storage.hourlyRetention = try c.duration("storage.hourly-retention", default: .seconds(180 * 86_400))
+      storage.dailyRetention = try c.duration("storage.daily-retention", default: .seconds(1_825 * 86_400))
+      storage.partitionsAhead = try c.int("storage.partitions-ahead", default: 3, range: 1...60)
+      storage.compressAfter = try c.duration("storage.compress-after", default: .seconds(7 * 86_400))
+      let maintenanceInterval = try c.duration("storage.maintenance-interval", default: .seconds(60))
+      guard storage.retention > settings.validation.maxAge + .seconds(86_400) else {
+        throw ConfigError(
+          key: "storage.retention", problem: "must be more than a day longer than ingest.max-age",
+          source: "configuration")
+      }
       let bus = BusService(
         options: context.settings.bus, streams: [Streams.metrics, Streams.metricsNormalized], context: context)
       let database = DatabaseService(settings: context.settings, context: context)
       let registry = HostRegistry(bus: bus, database: database.client, logger: context.logger)
       let pipeline = IngestPipeline(
         settings: settings, bus: bus, database: database.client, registry: registry, logger: context.logger)
-      return [database, bus, registry, pipeline]
+      let url = context.settings.databaseURL
+      let queries = QueryService(
+        bus: bus, database: PostgresClient(url: url, applicationName: "ingest-query", logger: context.logger),
+        timescale: { database.capabilities?.timescale ?? false }, logger: context.logger)
+      let maintainer = StorageMaintainer(
+        settings: storage, interval: maintenanceInterval,
+        database: PostgresClient(url: url, applicationName: "ingest-maintenance", logger: context.logger),
+        capabilities: { database.capabilities }, logger: context.logger)
+      return [database, bus, registry, pipeline, queries, maintainer]
     }
   }
 }

@@ -40,7 +40,7 @@ public final class HostRegistry: Service, Sendable {
         try? await Task.sleep(for: .seconds(1))
       }
     }
-    let requests = try connection.subscribe("hosts.register", queueGroup: "ingest")
+    let requests = try connection.subscribe(Subjects.hostsRegister, queueGroup: "ingest")
     await cancelWhenGracefulShutdown {
       for await request in requests {
         await self.answer(request, connection: connection)

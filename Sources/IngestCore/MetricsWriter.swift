@@ -50,6 +50,7 @@ public enum MetricsWriter {
       }
       guard !fresh.isEmpty else { return new }
       try copyRows(fresh, conn)
+      try storeLatest(fresh, conn)
       let hosts = Dictionary(
         fresh.compactMap(\.batch).map { ($0.host, $0) },
         uniquingKeysWith: { a, b in a.collectedAtUnixMs > b.collectedAtUnixMs ? a : b })
@@ -73,6 +74,25 @@ public enum MetricsWriter {
       }
       return new
     }
+  }
+
+  /// Keeps each host's newest batch (with its rates) for hosts.snapshot.
+  static func storeLatest(_ batches: [NormalizedBatch], _ conn: PGConnection) throws {
+    let latest = Dictionary(
+      batches.compactMap { n in n.batch.map { ($0.host, n) } },
+      uniquingKeysWith: { a, b in (a.batch?.collectedAtUnixMs ?? 0) >= (b.batch?.collectedAtUnixMs ?? 0) ? a : b })
+    let hosts = latest.keys.sorted()
+    try conn.query(
+      """
+      INSERT INTO host_latest (host, ts, normalized)
+      SELECT h, to_timestamp(t / 1000.0), p FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS u(h, t, p)
+      ON CONFLICT (host) DO UPDATE SET ts = EXCLUDED.ts, normalized = EXCLUDED.normalized
+        WHERE host_latest.ts <= EXCLUDED.ts
+      """,
+      [
+        PGArray.text(hosts), PGArray.numbers(hosts.map { latest[$0]?.batch?.collectedAtUnixMs ?? 0 }),
+        PGArray.text(hosts.map { PGBytes(latest[$0]?.encode() ?? []).pgText }),
+      ])
   }
 
   static func copyRows(_ batches: [NormalizedBatch], _ conn: PGConnection) throws {

@@ -29,7 +29,10 @@ import Testing
     let registry = HostRegistry(bus: bus, database: database.client, logger: Harness.logger)
     let pipeline = IngestPipeline(
       settings: .init(), bus: bus, database: database.client, registry: registry, logger: Harness.logger)
-    let group = ServiceGroup(services: [database, bus, registry, pipeline], logger: Harness.logger)
+    let queries = QueryService(
+      bus: bus, database: PostgresClient(url: db.url, logger: Harness.logger), timescale: { false },
+      logger: Harness.logger)
+    let group = ServiceGroup(services: [database, bus, registry, pipeline, queries], logger: Harness.logger)
     let running = Task { try await group.run() }
     let client = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
     #expect(await Harness.waitUntil { (try? await client.streamState("METRICS")) != nil })
@@ -118,6 +121,85 @@ import Testing
       #expect(try row.decode(String.self, 4) == "10.0.0.7")
       let bad = try await bus.request("hosts.register", payload: [0xFF, 0x01], timeout: .seconds(2))
       #expect(bad.mirrorType == RpcError.fullName)
+    }
+  }
+
+  @Test func hostsAndMetricsQueriesOverNATS() async throws {
+    try await withIngest { bus in
+      let now = Int64(Date().timeIntervalSince1970 * 1000)
+      for i in 0..<12 {
+        var b = batch(host: "q\(i % 3)", seq: UInt64(i + 1), at: now - Int64(12 - i) * 1000)
+        b.cpu?.utilizationPercent = Double(10 * (i % 3) + i / 3)
+        b.interfaces = [NetworkInterface(name: "eth0", rxBytes: UInt64(i) * 10_000, speedMbps: 100)]
+        try await publish(bus, b)
+      }
+      #expect(await Harness.waitUntil(timeout: .seconds(20)) { (try? self.count("metrics_cpu")) == 12 })
+      try db.connect().execute(
+        """
+        UPDATE hosts SET labels = '{"rack": "r1"}' WHERE name IN ('q0', 'q1');
+        INSERT INTO host_groups (name, selector) VALUES ('rack1', '{"rack": "r1"}'), ('pets', '{}');
+        INSERT INTO host_group_members (group_name, host) VALUES ('pets', 'q2');
+        UPDATE hosts SET last_seen_at = now() - interval '1 hour' WHERE name = 'q2';
+        """)
+
+      let all = try await bus.request(Subjects.hostsList, ListHostsRequest(), expecting: ListHostsResponse.self)
+      #expect(all.hosts.map(\.name) == ["q0", "q1", "q2"])
+      #expect(all.hosts.map(\.online) == [true, true, false], "q2 not seen for an hour")
+      #expect(all.hosts[0].groups == ["rack1"] && all.hosts[2].groups == ["pets"])
+      let rack = try await bus.request(
+        Subjects.hostsList, ListHostsRequest(labels: [Label(key: "rack", value: "r1")]),
+        expecting: ListHostsResponse.self)
+      #expect(rack.hosts.map(\.name) == ["q0", "q1"])
+      let pets = try await bus.request(
+        Subjects.hostsList, ListHostsRequest(group: "pets"), expecting: ListHostsResponse.self)
+      #expect(pets.hosts.map(\.name) == ["q2"])
+      let online = try await bus.request(
+        Subjects.hostsList, ListHostsRequest(onlineOnly: true), expecting: ListHostsResponse.self)
+      #expect(online.hosts.map(\.name) == ["q0", "q1"])
+
+      let one = try await bus.request(Subjects.hostsGet, GetHostRequest(host: "q1"), expecting: HostStatus.self)
+      #expect(one.name == "q1" && one.labels == [Label(key: "rack", value: "r1")] && one.intervalMs == 5000)
+      #expect(abs(one.lastSeenAtUnixMs - (now - 2 * 1000)) < 2, "the newest batch of q1")
+      await #expect(throws: RemoteError.self) {
+        _ = try await bus.request(Subjects.hostsGet, GetHostRequest(host: "nobody"), expecting: HostStatus.self)
+      }
+
+      let snapshot = try await bus.request(
+        Subjects.hostsSnapshot, HostsSnapshotRequest(), expecting: HostsSnapshotResponse.self)
+      #expect(snapshot.hosts.map { $0.status?.name ?? "" } == ["q0", "q1", "q2"])
+      #expect(snapshot.hosts.map { $0.latest?.batch?.sequence ?? 0 } == [10, 11, 12], "the latest batch of each")
+      #expect(snapshot.hosts[0].latest?.cpuPercent == 3)
+      #expect(snapshot.hosts[0].latest?.interfaces.first?.rxBytesPerSecond == 10_000, "30 kB in 3 s")
+
+      let series = try await bus.request(
+        Subjects.metricsQuery,
+        MetricsQueryRequest(hosts: ["q0", "q2"], metric: "cpu_percent", startUnixMs: now - 70_000, endUnixMs: now + 1),
+        expecting: MetricsQueryResponse.self)
+      #expect(series.source == .raw)
+      #expect(series.series.map(\.host) == ["q0", "q2"])
+      #expect(series.series[0].points.map(\.samples).reduce(0, +) == 4)
+      #expect(series.series[1].points.map(\.average).max() == 23)
+      let rates = try await bus.request(
+        Subjects.metricsQuery,
+        MetricsQueryRequest(
+          metric: "network_rx_bytes_per_second", startUnixMs: now - 70_000, endUnixMs: now, stepSeconds: 3600,
+          key: "eth0"), expecting: MetricsQueryResponse.self)
+      #expect(rates.source == .hourly)
+
+      // Bad queries get a reason, never silence.
+      for (subject, payload, code) in [
+        (Subjects.metricsQuery, MetricsQueryRequest(metric: "nonsense").encode(), "invalid_argument"),
+        (Subjects.metricsQuery, [0xFF, 0xFF], "invalid_argument"),
+        (Subjects.hostsList, [0x0A, 0x10], "invalid_argument"),
+        (
+          Subjects.metricsQuery, MetricsQueryRequest(metric: "cpu_percent", startUnixMs: 5, endUnixMs: 4).encode(),
+          "invalid_argument"
+        ),
+      ] as [(String, [UInt8], String)] {
+        let reply = try await bus.request(subject, payload: payload, timeout: .seconds(2))
+        #expect(reply.mirrorType == RpcError.fullName)
+        #expect((try? RpcError(decoding: reply.payload))?.code == code, "\(subject)")
+      }
     }
   }
 }

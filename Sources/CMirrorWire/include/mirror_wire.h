@@ -7,4 +7,5 @@
 #include "mirrorstage/v1/event.pb-c.h"
 #include "mirrorstage/v1/host.pb-c.h"
 #include "mirrorstage/v1/metrics.pb-c.h"
+#include "mirrorstage/v1/query.pb-c.h"
 #include "mirrorstage/v1/twin.pb-c.h"

@@ -29,6 +29,12 @@ public enum Subjects {
   public static func commandsResult(_ host: String) -> String { "commands.result.\(host)" }
   public static func alerts(_ severity: String, _ host: String) -> String { "alerts.\(severity).\(host)" }
   public static let visualizationUpdates = "visualization.updates"
+  // Request/reply (Ingest).
+  public static let hostsRegister = "hosts.register"
+  public static let hostsList = "hosts.list"
+  public static let hostsGet = "hosts.get"
+  public static let hostsSnapshot = "hosts.snapshot"
+  public static let metricsQuery = "metrics.query"
 
   /// A host name usable as one subject token: no dots, wildcards or spaces.
   public static func isValidHostToken(_ host: String) -> Bool {
