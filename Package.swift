@@ -17,6 +17,7 @@ let package = Package(
     .executable(name: "twin-service", targets: ["TwinService"]),
     .executable(name: "notifier", targets: ["Notifier"]),
     .executable(name: "reflector", targets: ["Reflector"]),
+    .executable(name: "mirrorctl", targets: ["Mirrorctl"]),
     .library(name: "MirrorWire", targets: ["MirrorWire"]),
     .library(name: "MirrorBus", targets: ["MirrorBus"]),
     .library(name: "MirrorStore", targets: ["MirrorStore"]),
@@ -93,6 +94,11 @@ let package = Package(
     .executableTarget(name: "Notifier", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(
       name: "Reflector", dependencies: ["MirrorService", "ReflectorCore", argumentParser], swiftSettings: strict),
+    .executableTarget(
+      name: "Mirrorctl",
+      dependencies: [
+        "MirrorService", "MirrorBus", "MirrorWire", argumentParser, .product(name: "Logging", package: "swift-log"),
+      ], swiftSettings: strict),
 
     // Benchmarks (run by bench/run.sh, never by the tests).
     .executableTarget(

@@ -202,4 +202,92 @@ import Testing
       }
     }
   }
+
+  /// The built `mirrorctl`, run against the NATS server at `url`.
+  static func mirrorctl(_ arguments: [String], url: String) throws -> (status: Int32, output: String) {
+    let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+      "mirrorctl"
+    ).path
+    return try Harness.run(path, arguments + ["--nats-url", url])
+  }
+
+  static func jsonLines(_ output: String) -> [[String: Any]] {
+    output.split(separator: "\n").compactMap {
+      try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+  }
+
+  /// Runs `mirrorctl tail ...` while `publish` repeats (until tail has what
+  /// it waits for): no guessing when its subscription is up.
+  static func tail(_ arguments: [String], url: String, publish: () throws -> Void) async throws -> (Int32, String) {
+    let done = DoneFlag()
+    let run = Task.detached {
+      defer { done.set() }
+      return try mirrorctl(["tail"] + arguments + ["--seconds", "30"], url: url)
+    }
+    while !done.isSet {
+      try publish()
+      try await Task.sleep(for: .milliseconds(200))
+    }
+    let result = try await run.value
+    return (result.status, result.output)
+  }
+
+  @Test func mirrorctlShowsHostsTopAndAnyMessageAsJSON() async throws {
+    let url = nats.url
+    try await withIngest { bus in
+      let now = Int64(Date().timeIntervalSince1970 * 1000)
+      for i in 0..<4 {
+        var b = batch(host: "m\(i % 2)", seq: UInt64(i + 1), at: now - Int64(4 - i) * 1000)
+        b.cpu?.utilizationPercent = 42.5
+        try await publish(bus, b)
+      }
+      #expect(await Harness.waitUntil(timeout: .seconds(20)) { (try? self.count("metrics_cpu")) == 4 })
+
+      let hosts = try Self.mirrorctl(["hosts", "--json"], url: url)
+      #expect(hosts.status == 0, "\(hosts.output)")
+      let listed = try JSONSerialization.jsonObject(with: Data(hosts.output.utf8)) as? [[String: Any]]
+      #expect(listed?.compactMap { $0["name"] as? String } == ["m0", "m1"])
+      let table = try Self.mirrorctl(["hosts"], url: url)
+      #expect(table.output.hasPrefix("HOST") && table.output.contains("m1    up"), "\(table.output)")
+
+      let top = try Self.mirrorctl(["top", "--once"], url: url)
+      #expect(top.status == 0)
+      let rows = top.output.split(separator: "\n")
+      #expect(rows.count == 3 && rows[0].hasPrefix("HOST  STATE  CPU%"), "\(top.output)")
+      #expect(rows.dropFirst().allSatisfy { $0.contains(" up ") && $0.contains("42.5") }, "\(top.output)")
+
+      // A message with its headers: the type comes from Mirror-Type.
+      let (status, output) = try await Self.tail(["tailtest.>", "--count", "3"], url: url) {
+        try bus.publish("tailtest.any", batch(host: "t1", seq: 9, at: 1234))
+      }
+      #expect(status == 0, "\(output)")
+      let lines = Self.jsonLines(output)
+      #expect(lines.count == 3)
+      #expect(lines.allSatisfy { $0["type"] as? String == "mirrorstage.v1.MetricsBatch" })
+      let message = lines.first?["message"] as? [String: Any]
+      #expect(message?["host"] as? String == "t1" && message?["collectedAtUnixMs"] as? Int == 1234)
+
+      // No headers: the type from the subject; garbage is shown with its error, not dropped.
+      let (_, rawOutput) = try await Self.tail(["metrics.raw.>", "--count", "2"], url: url) {
+        try bus.publish("metrics.raw.x", payload: batch(host: "x", seq: 1, at: 5).encode())
+        try bus.publish("metrics.raw.y", payload: [0xFF, 0x00])
+      }
+      let decoded = Self.jsonLines(rawOutput)
+      #expect(decoded.count == 2, "\(rawOutput)")
+      #expect(decoded.contains { ($0["message"] as? [String: Any])?["host"] as? String == "x" }, "\(rawOutput)")
+      #expect(decoded.contains { $0["error"] != nil && $0["bytes"] as? Int == 2 }, "\(rawOutput)")
+
+      let unreachable = try Self.mirrorctl(["hosts"], url: "nats://127.0.0.1:\(Harness.freePort())")
+      #expect(unreachable.status == 1 && unreachable.output.contains("cannot connect to NATS"))
+    }
+  }
+}
+
+/// Set once by one task, read by another.
+final class DoneFlag: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value = false
+  func set() { lock.withLock { value = true } }
+  var isSet: Bool { lock.withLock { value } }
 }

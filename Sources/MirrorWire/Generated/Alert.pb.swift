@@ -19,6 +19,32 @@ public struct AlertState: RawRepresentable, Sendable, Hashable, Codable, CustomS
     default: "AlertState(\(rawValue))"
     }
   }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("ALERT_STATE_UNSPECIFIED")
+    case 1: try c.encode("ALERT_STATE_PENDING")
+    case 2: try c.encode("ALERT_STATE_FIRING")
+    case 3: try c.encode("ALERT_STATE_RESOLVED")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "ALERT_STATE_UNSPECIFIED": self.init(rawValue: 0)
+    case "ALERT_STATE_PENDING": self.init(rawValue: 1)
+    case "ALERT_STATE_FIRING": self.init(rawValue: 2)
+    case "ALERT_STATE_RESOLVED": self.init(rawValue: 3)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a AlertState name")
+    }
+  }
 }
 
 /// `mirrorstage.v1.Alert`.

@@ -21,6 +21,34 @@ public struct TargetKind: RawRepresentable, Sendable, Hashable, Codable, CustomS
     default: "TargetKind(\(rawValue))"
     }
   }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("TARGET_KIND_UNSPECIFIED")
+    case 1: try c.encode("TARGET_KIND_HOSTS")
+    case 2: try c.encode("TARGET_KIND_GROUP")
+    case 3: try c.encode("TARGET_KIND_SELECTOR")
+    case 4: try c.encode("TARGET_KIND_ALL")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "TARGET_KIND_UNSPECIFIED": self.init(rawValue: 0)
+    case "TARGET_KIND_HOSTS": self.init(rawValue: 1)
+    case "TARGET_KIND_GROUP": self.init(rawValue: 2)
+    case "TARGET_KIND_SELECTOR": self.init(rawValue: 3)
+    case "TARGET_KIND_ALL": self.init(rawValue: 4)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a TargetKind name")
+    }
+  }
 }
 
 /// `mirrorstage.v1.BuiltinAction`: an open set, unknown values are kept.
@@ -40,6 +68,32 @@ public struct BuiltinAction: RawRepresentable, Sendable, Hashable, Codable, Cust
     default: "BuiltinAction(\(rawValue))"
     }
   }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("BUILTIN_ACTION_NONE")
+    case 1: try c.encode("BUILTIN_ACTION_RESTART_SERVICE")
+    case 2: try c.encode("BUILTIN_ACTION_WAKE_ON_LAN")
+    case 3: try c.encode("BUILTIN_ACTION_COLLECT_NOW")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "BUILTIN_ACTION_NONE": self.init(rawValue: 0)
+    case "BUILTIN_ACTION_RESTART_SERVICE": self.init(rawValue: 1)
+    case "BUILTIN_ACTION_WAKE_ON_LAN": self.init(rawValue: 2)
+    case "BUILTIN_ACTION_COLLECT_NOW": self.init(rawValue: 3)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a BuiltinAction name")
+    }
+  }
 }
 
 /// `mirrorstage.v1.OutputChannel`: an open set, unknown values are kept.
@@ -55,6 +109,30 @@ public struct OutputChannel: RawRepresentable, Sendable, Hashable, Codable, Cust
     case 1: "OUTPUT_CHANNEL_STDOUT"
     case 2: "OUTPUT_CHANNEL_STDERR"
     default: "OutputChannel(\(rawValue))"
+    }
+  }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("OUTPUT_CHANNEL_UNSPECIFIED")
+    case 1: try c.encode("OUTPUT_CHANNEL_STDOUT")
+    case 2: try c.encode("OUTPUT_CHANNEL_STDERR")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "OUTPUT_CHANNEL_UNSPECIFIED": self.init(rawValue: 0)
+    case "OUTPUT_CHANNEL_STDOUT": self.init(rawValue: 1)
+    case "OUTPUT_CHANNEL_STDERR": self.init(rawValue: 2)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a OutputChannel name")
     }
   }
 }
@@ -86,6 +164,44 @@ public struct CommandState: RawRepresentable, Sendable, Hashable, Codable, Custo
     case 8: "COMMAND_STATE_REJECTED"
     case 9: "COMMAND_STATE_DENIED"
     default: "CommandState(\(rawValue))"
+    }
+  }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("COMMAND_STATE_UNSPECIFIED")
+    case 1: try c.encode("COMMAND_STATE_PENDING")
+    case 2: try c.encode("COMMAND_STATE_DISPATCHED")
+    case 3: try c.encode("COMMAND_STATE_RUNNING")
+    case 4: try c.encode("COMMAND_STATE_SUCCEEDED")
+    case 5: try c.encode("COMMAND_STATE_FAILED")
+    case 6: try c.encode("COMMAND_STATE_TIMED_OUT")
+    case 7: try c.encode("COMMAND_STATE_EXPIRED")
+    case 8: try c.encode("COMMAND_STATE_REJECTED")
+    case 9: try c.encode("COMMAND_STATE_DENIED")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "COMMAND_STATE_UNSPECIFIED": self.init(rawValue: 0)
+    case "COMMAND_STATE_PENDING": self.init(rawValue: 1)
+    case "COMMAND_STATE_DISPATCHED": self.init(rawValue: 2)
+    case "COMMAND_STATE_RUNNING": self.init(rawValue: 3)
+    case "COMMAND_STATE_SUCCEEDED": self.init(rawValue: 4)
+    case "COMMAND_STATE_FAILED": self.init(rawValue: 5)
+    case "COMMAND_STATE_TIMED_OUT": self.init(rawValue: 6)
+    case "COMMAND_STATE_EXPIRED": self.init(rawValue: 7)
+    case "COMMAND_STATE_REJECTED": self.init(rawValue: 8)
+    case "COMMAND_STATE_DENIED": self.init(rawValue: 9)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a CommandState name")
     }
   }
 }

@@ -19,6 +19,32 @@ public struct Severity: RawRepresentable, Sendable, Hashable, Codable, CustomStr
     default: "Severity(\(rawValue))"
     }
   }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("SEVERITY_UNSPECIFIED")
+    case 1: try c.encode("SEVERITY_INFO")
+    case 2: try c.encode("SEVERITY_WARNING")
+    case 3: try c.encode("SEVERITY_CRITICAL")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "SEVERITY_UNSPECIFIED": self.init(rawValue: 0)
+    case "SEVERITY_INFO": self.init(rawValue: 1)
+    case "SEVERITY_WARNING": self.init(rawValue: 2)
+    case "SEVERITY_CRITICAL": self.init(rawValue: 3)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a Severity name")
+    }
+  }
 }
 
 /// `mirrorstage.v1.Duplex`: an open set, unknown values are kept.
@@ -34,6 +60,30 @@ public struct Duplex: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
     case 1: "DUPLEX_HALF"
     case 2: "DUPLEX_FULL"
     default: "Duplex(\(rawValue))"
+    }
+  }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("DUPLEX_UNKNOWN")
+    case 1: try c.encode("DUPLEX_HALF")
+    case 2: try c.encode("DUPLEX_FULL")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "DUPLEX_UNKNOWN": self.init(rawValue: 0)
+    case "DUPLEX_HALF": self.init(rawValue: 1)
+    case "DUPLEX_FULL": self.init(rawValue: 2)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a Duplex name")
     }
   }
 }

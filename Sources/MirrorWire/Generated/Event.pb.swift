@@ -27,6 +27,40 @@ public struct EventKind: RawRepresentable, Sendable, Hashable, Codable, CustomSt
     default: "EventKind(\(rawValue))"
     }
   }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("EVENT_KIND_UNSPECIFIED")
+    case 1: try c.encode("EVENT_KIND_AGENT_STARTED")
+    case 2: try c.encode("EVENT_KIND_AGENT_STOPPING")
+    case 3: try c.encode("EVENT_KIND_SERVICE_STATE")
+    case 4: try c.encode("EVENT_KIND_COLLECTOR_FAILED")
+    case 5: try c.encode("EVENT_KIND_SMART_FAILED")
+    case 6: try c.encode("EVENT_KIND_COMMAND_FAILED")
+    case 7: try c.encode("EVENT_KIND_HOST_REGISTERED")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "EVENT_KIND_UNSPECIFIED": self.init(rawValue: 0)
+    case "EVENT_KIND_AGENT_STARTED": self.init(rawValue: 1)
+    case "EVENT_KIND_AGENT_STOPPING": self.init(rawValue: 2)
+    case "EVENT_KIND_SERVICE_STATE": self.init(rawValue: 3)
+    case "EVENT_KIND_COLLECTOR_FAILED": self.init(rawValue: 4)
+    case "EVENT_KIND_SMART_FAILED": self.init(rawValue: 5)
+    case "EVENT_KIND_COMMAND_FAILED": self.init(rawValue: 6)
+    case "EVENT_KIND_HOST_REGISTERED": self.init(rawValue: 7)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a EventKind name")
+    }
+  }
 }
 
 /// `mirrorstage.v1.Event`.

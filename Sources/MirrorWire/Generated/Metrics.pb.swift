@@ -17,6 +17,30 @@ public struct SmartHealth: RawRepresentable, Sendable, Hashable, Codable, Custom
     default: "SmartHealth(\(rawValue))"
     }
   }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("SMART_HEALTH_UNKNOWN")
+    case 1: try c.encode("SMART_HEALTH_PASSED")
+    case 2: try c.encode("SMART_HEALTH_FAILED")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "SMART_HEALTH_UNKNOWN": self.init(rawValue: 0)
+    case "SMART_HEALTH_PASSED": self.init(rawValue: 1)
+    case "SMART_HEALTH_FAILED": self.init(rawValue: 2)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a SmartHealth name")
+    }
+  }
 }
 
 /// `mirrorstage.v1.OperState`: an open set, unknown values are kept.
@@ -40,6 +64,38 @@ public struct OperState: RawRepresentable, Sendable, Hashable, Codable, CustomSt
     case 5: "OPER_STATE_NOT_PRESENT"
     case 6: "OPER_STATE_TESTING"
     default: "OperState(\(rawValue))"
+    }
+  }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("OPER_STATE_UNKNOWN")
+    case 1: try c.encode("OPER_STATE_UP")
+    case 2: try c.encode("OPER_STATE_DOWN")
+    case 3: try c.encode("OPER_STATE_DORMANT")
+    case 4: try c.encode("OPER_STATE_LOWER_LAYER_DOWN")
+    case 5: try c.encode("OPER_STATE_NOT_PRESENT")
+    case 6: try c.encode("OPER_STATE_TESTING")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "OPER_STATE_UNKNOWN": self.init(rawValue: 0)
+    case "OPER_STATE_UP": self.init(rawValue: 1)
+    case "OPER_STATE_DOWN": self.init(rawValue: 2)
+    case "OPER_STATE_DORMANT": self.init(rawValue: 3)
+    case "OPER_STATE_LOWER_LAYER_DOWN": self.init(rawValue: 4)
+    case "OPER_STATE_NOT_PRESENT": self.init(rawValue: 5)
+    case "OPER_STATE_TESTING": self.init(rawValue: 6)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a OperState name")
     }
   }
 }

@@ -19,6 +19,32 @@ public struct SeriesSource: RawRepresentable, Sendable, Hashable, Codable, Custo
     default: "SeriesSource(\(rawValue))"
     }
   }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("SERIES_SOURCE_UNSPECIFIED")
+    case 1: try c.encode("SERIES_SOURCE_RAW")
+    case 2: try c.encode("SERIES_SOURCE_HOURLY")
+    case 3: try c.encode("SERIES_SOURCE_DAILY")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "SERIES_SOURCE_UNSPECIFIED": self.init(rawValue: 0)
+    case "SERIES_SOURCE_RAW": self.init(rawValue: 1)
+    case "SERIES_SOURCE_HOURLY": self.init(rawValue: 2)
+    case "SERIES_SOURCE_DAILY": self.init(rawValue: 3)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a SeriesSource name")
+    }
+  }
 }
 
 /// `mirrorstage.v1.HostStatus`.

@@ -23,6 +23,36 @@ public struct NodeKind: RawRepresentable, Sendable, Hashable, Codable, CustomStr
     default: "NodeKind(\(rawValue))"
     }
   }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("NODE_KIND_UNSPECIFIED")
+    case 1: try c.encode("NODE_KIND_HOST")
+    case 2: try c.encode("NODE_KIND_SWITCH")
+    case 3: try c.encode("NODE_KIND_ROUTER")
+    case 4: try c.encode("NODE_KIND_ACCESS_POINT")
+    case 5: try c.encode("NODE_KIND_OTHER")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "NODE_KIND_UNSPECIFIED": self.init(rawValue: 0)
+    case "NODE_KIND_HOST": self.init(rawValue: 1)
+    case "NODE_KIND_SWITCH": self.init(rawValue: 2)
+    case "NODE_KIND_ROUTER": self.init(rawValue: 3)
+    case "NODE_KIND_ACCESS_POINT": self.init(rawValue: 4)
+    case "NODE_KIND_OTHER": self.init(rawValue: 5)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a NodeKind name")
+    }
+  }
 }
 
 /// `mirrorstage.v1.Health`: an open set, unknown values are kept.
@@ -42,6 +72,34 @@ public struct Health: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
     case 3: "HEALTH_CRITICAL"
     case 4: "HEALTH_DOWN"
     default: "Health(\(rawValue))"
+    }
+  }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("HEALTH_UNKNOWN")
+    case 1: try c.encode("HEALTH_OK")
+    case 2: try c.encode("HEALTH_WARNING")
+    case 3: try c.encode("HEALTH_CRITICAL")
+    case 4: try c.encode("HEALTH_DOWN")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "HEALTH_UNKNOWN": self.init(rawValue: 0)
+    case "HEALTH_OK": self.init(rawValue: 1)
+    case "HEALTH_WARNING": self.init(rawValue: 2)
+    case "HEALTH_CRITICAL": self.init(rawValue: 3)
+    case "HEALTH_DOWN": self.init(rawValue: 4)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a Health name")
     }
   }
 }
