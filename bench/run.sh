@@ -2,7 +2,7 @@
 # Runs the benchmarks and prints figures and ratios (record them in
 # bench/RESULTS.md with this command). Release build; a nats-server of its
 # own on a free loopback port, file storage, torn down at the end.
-#   bench/run.sh [wire|publish|agent|all]
+#   bench/run.sh [wire|publish|agent|ingest|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -41,8 +41,23 @@ while not f.readline().startswith(b"MSG"):
 f.readline()
 PY
 }
+# Deletes a JetStream consumer ($JS.API.CONSUMER.DELETE.<stream>.<name>).
+delete_consumer() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); f = s.makefile("rb"); f.readline()
+s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.d 1\r\nPUB $JS.API.CONSUMER.DELETE.%s.%s _INBOX.d 0\r\n\r\nPING\r\n' % (sys.argv[2].encode(), sys.argv[3].encode()))
+while not f.readline().startswith(b"MSG"): pass
+f.readline()
+PY
+}
 work=$(mktemp -d)
-cleanup() { [[ -n "${nats_pid:-}" ]] && kill "$nats_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  [[ -n "${ingest_pid:-}" ]] && kill "$ingest_pid" 2>/dev/null
+  [[ -n "${nats_pid:-}" ]] && kill "$nats_pid" 2>/dev/null
+  [[ -d "$work/stack/pg" ]] && MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=0 scripts/stack.sh stop custom >/dev/null 2>&1
+  wait 2>/dev/null; rm -rf "$work"
+}
 trap cleanup EXIT
 
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -140,4 +155,100 @@ print(f"agent.cpu_ratio_reflector_to_node_exporter {rf_ms / ne_ms:.3f}  (goal <=
 print(f"agent.node_exporter_rss_mib {ne_rss / 1024:.1f}")
 print(f"agent.reflector_rss_mib {rf_rss / 1024:.1f}  (goal < 15)")
 PY
+fi
+
+if [[ $what == ingest || $what == all ]]; then
+  # Ingest (release build) against a nats-server and a PostgreSQL of its own:
+  # (1) a backlog of a simulated fleet drained as fast as it goes, rows/s
+  #     against psql's \copy of the very same rows into the same tables;
+  # (2) live fleets of growing size, lag from collection to the batch's
+  #     NormalizedBatch (published after the commit): the largest fleet whose
+  #     worst lag stays under 5 s.
+  swift build -c release --product ingest 2>&1 | grep -E "error|warning:" || true
+  ingest=$(swift build -c release --show-bin-path)/ingest
+  [[ -n "${nats_pid:-}" ]] && { kill "$nats_pid"; wait "$nats_pid" 2>/dev/null || true; }
+  port=$(free_port)
+  nats-server -js -a 127.0.0.1 -p "$port" -sd "$work/js-ingest" >"$work/nats.log" 2>&1 &
+  nats_pid=$!
+  wait_port "$port"
+  pg_port=$(free_port)
+  chmod 755 "$work"
+  MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=$pg_port scripts/stack.sh start-pg custom >/dev/null
+  db="postgresql://mirror:mirror@127.0.0.1:$pg_port/mirror"
+  sql() { PGPASSWORD=mirror psql -h 127.0.0.1 -p "$pg_port" -U mirror -d mirror -qtAX "$@"; }
+  tables="metrics_cpu metrics_memory metrics_network metrics_disk metrics_mount metrics_gpu metrics_temperature metrics_process"
+  rows() { sql -c "SELECT $(for t in $tables; do printf '(SELECT count(*) FROM %s)+' "$t"; done)0"; }
+  stored() { curl -s "http://127.0.0.1:$ingest_http/metrics" | awk '/^ingest_batches_stored_total/ {print $2}'; }
+  start_ingest() {
+    ingest_http=$(free_port)
+    "$ingest" --nats-url "nats://127.0.0.1:$port" --database-url "$db" --http "127.0.0.1:$ingest_http" \
+      --log-level error --set storage.maintenance-interval=1h ${BENCH_INGEST_ARGS:-} >>"$work/ingest.log" 2>&1 &
+    ingest_pid=$!
+  }
+  stop_ingest() { kill -TERM "$ingest_pid"; wait "$ingest_pid" 2>/dev/null || true; ingest_pid=; }
+  # Streams and tables first, then the backlog with Ingest stopped.
+  start_ingest
+  for _ in $(seq 100); do [[ "$(sql -c "SELECT count(*) FROM schema_migrations" 2>/dev/null)" =~ ^[1-9] ]] && break; sleep 0.2; done
+  sleep 1
+  stop_ingest
+  hosts=${BENCH_BACKLOG_HOSTS:-2000}
+  per_host=${BENCH_BACKLOG_PER_HOST:-10}
+  total=$((hosts * per_host))
+  "$bin" fleet-fill "nats://127.0.0.1:$port" "$hosts" "$per_host"
+  # Three rounds, alternating: Ingest drains the backlog (steady state,
+  # from the first commit to the last, start-up excluded), then psql loads
+  # the very same rows. Between rounds the consumer is deleted (a new one
+  # starts from the first message) and the tables are emptied.
+  reset() {
+    sql -c "TRUNCATE $(echo $tables | tr ' ' ','), ingest_batches, host_latest, metrics_rollup_1h, metrics_rollup_1d"
+  }
+  ingest_rates=(); psql_rates=(); stored_rows=0
+  for round in 1 2 3; do
+    if [[ $round -gt 1 ]]; then
+      delete_consumer "$port" METRICS INGEST
+      reset
+    fi
+    start_ingest
+    until [[ "$(stored)" =~ ^[1-9] ]]; do sleep 0.05; done
+    t0=$(date +%s.%N); first=$(stored)
+    until [[ "$(stored)" == "$total" ]]; do sleep 0.05; done
+    t1=$(date +%s.%N)
+    stop_ingest
+    stored_rows=$(rows)
+    ingest_rates+=("$(python3 -c "print(($total - $first) * $stored_rows / $total / ($t1 - $t0))")")
+    if [[ $round == 1 ]]; then
+      for t in $tables; do sql -c "\\copy (SELECT * FROM $t) TO '$work/$t.copy'"; done
+      for t in $tables; do echo "\\copy $t FROM '$work/$t.copy'"; done >"$work/load.sql"
+    fi
+    sql -c "TRUNCATE $(echo $tables | tr ' ' ',')"
+    p0=$(date +%s.%N)
+    sql -1 -f "$work/load.sql"
+    p1=$(date +%s.%N)
+    psql_rates+=("$(python3 -c "print($stored_rows / ($p1 - $p0))")")
+  done
+  python3 - "$total" "$stored_rows" "${ingest_rates[*]}" "${psql_rates[*]}" <<'PY'
+import statistics, sys
+total, rows = int(sys.argv[1]), int(sys.argv[2])
+ingest_all = [float(x) for x in sys.argv[3].split()]
+psql_all = [float(x) for x in sys.argv[4].split()]
+ingest, psql = statistics.median(ingest_all), statistics.median(psql_all)
+print(f"ingest.backlog_batches {total}  ({rows} rows, {rows / total:.0f} per batch)")
+print(f"ingest.rows_per_s {ingest:.0f}  (median of {' '.join(f'{x:.0f}' for x in ingest_all)})")
+print(f"ingest.batches_per_s {ingest * total / rows:.0f}")
+print(f"ingest.psql_copy_rows_per_s {psql:.0f}  (median of {' '.join(f'{x:.0f}' for x in psql_all)}; one transaction each)")
+print(f"ingest.rows_ratio_to_psql_copy {ingest / psql:.3f}  (goal >= 0.7)")
+PY
+  # Live fleets.
+  start_ingest
+  sleep 2
+  best=0
+  for n in ${BENCH_FLEET_SIZES:-1000 2500 5000 10000}; do
+    out=$("$bin" fleet-live "nats://127.0.0.1:$port" "$n" "${BENCH_FLEET_INTERVALS:-6}" 5)
+    echo "$out" | sed "s/^fleet\./fleet.n$n./"
+    max=$(echo "$out" | awk '/lag_max_ms/ {print $2}')
+    got=$(echo "$out" | awk '/batches_received/ {print $2 == $4}')
+    if [[ "$got" == 1 && "$max" -lt 5000 ]]; then best=$n; fi
+  done
+  echo "fleet.largest_hosts_with_lag_under_5s $best"
+  stop_ingest
 fi

@@ -26,3 +26,5 @@ CREATE TABLE host_latest (
   ts timestamptz NOT NULL,
   normalized bytea NOT NULL
 );
+-- Rewritten with every batch: not worth compressing.
+ALTER TABLE host_latest ALTER COLUMN normalized SET STORAGE EXTERNAL;

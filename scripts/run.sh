@@ -84,19 +84,13 @@ done
 echo
 status
 echo
-# Live data at a glance (mirrorctl top will replace this).
+# Live data at a glance: the hosts and their latest values, from Ingest.
 sleep 6
-PGPASSWORD=mirror psql -h 127.0.0.1 -p 15432 -U mirror -d mirror -P footer=off -c "
-  SELECT h.name AS host, h.os_name AS os, h.cpu_cores AS cores, c.batches,
-         round(c.cpu::numeric, 1) AS cpu_percent, round(m.used_percent::numeric, 1) AS memory_percent,
-         to_char(h.last_seen_at, 'HH24:MI:SS') AS last_seen
-  FROM hosts h
-  LEFT JOIN LATERAL (SELECT count(*) AS batches, (array_agg(cpu_percent ORDER BY ts DESC))[1] AS cpu
-                     FROM metrics_cpu WHERE host = h.name) c ON true
-  LEFT JOIN LATERAL (SELECT used_percent FROM metrics_memory WHERE host = h.name ORDER BY ts DESC LIMIT 1) m ON true
-  ORDER BY h.name" 2>/dev/null || true
+"$bin/mirrorctl" top --once --nats-url "$MIRROR_NATS_URL" || true
+echo
 echo "logs: $dir/logs/   stop: scripts/run.sh stop"
+echo "look around: MIRROR_NATS_URL=$MIRROR_NATS_URL $bin/mirrorctl hosts | top | query cpu_percent | tail 'metrics.normalized.>'"
 
 if [[ "${1:-}" == "--detach" ]]; then exit 0; fi
 trap 'echo; echo "stopping services (the stack keeps running; scripts/run.sh stop stops it)"; stop_services; exit 0' INT TERM
-tail -n 5 -F "$dir"/logs/*.log
+"$bin/mirrorctl" top --nats-url "$MIRROR_NATS_URL"

@@ -49,60 +49,114 @@ public final class IngestPipeline: Service, Sendable {
     guard let consumer = await connection.pullConsumerRetrying(stream: Streams.metrics.name, config, logger: logger)
     else { return }
     await cancelWhenGracefulShutdown {
+      // Two stages: the next fetch is received, decoded, validated, its
+      // rates derived and its rows encoded while the current one is written.
       var backoff = Duration.milliseconds(200)
+      var next = Task { await self.fetchAndPrepare(consumer, connection: connection) }
       while !Task.isCancelled {
-        let messages: [JetStreamMessage]
-        do {
-          messages = try await consumer.fetch(batch: self.settings.fetchBatch, timeout: .seconds(1))
-        } catch {
+        let fetched = await next.value
+        next = Task { await self.fetchAndPrepare(consumer, connection: connection) }
+        guard let current = fetched else {
+          // The fetch itself failed (NATS away): wait before the next one.
           try? await Task.sleep(for: .milliseconds(500))
           continue
         }
-        if messages.isEmpty { continue }
-        if await self.process(messages, connection: connection) {
+        guard !current.accepted.isEmpty else { continue }
+        if await self.store(current, connection: connection) {
           backoff = .milliseconds(200)
-        } else {
-          try? await Task.sleep(for: backoff)
-          backoff = min(backoff * 2, .seconds(15))
+          continue
         }
+        // The database failed: the fetch prepared meanwhile derived its
+        // rates after this one, so it goes back too, and the rates roll back
+        // to before this one.
+        if let ahead = await next.value {
+          for (m, _) in ahead.accepted { try? m.nak(delay: .seconds(1)) }
+        }
+        self.deriver.restore(current.rates)
+        try? await Task.sleep(for: backoff)
+        backoff = min(backoff * 2, .seconds(15))
+        next = Task { await self.fetchAndPrepare(consumer, connection: connection) }
       }
+      next.cancel()
     }
   }
 
-  /// One fetched batch; false when the database failed (nothing acked).
-  func process(_ messages: [JetStreamMessage], connection: BusConnection) async -> Bool {
+  /// A message that passed validation, with its decoded batch.
+  typealias Accepted = (message: JetStreamMessage, batch: MetricsBatch)
+
+  /// A fetch ready to be written.
+  struct Prepared: Sendable {
+    var accepted: [Accepted]
+    /// The rate state before this fetch (restored when its write fails).
+    var rates: RateDeriver.State
+    var rows: MetricsWriter.Prepared
+    /// The `metrics.normalized` payload of each accepted message.
+    var normalized: [[UInt8]]
+  }
+
+  /// Fetches up to `fetchBatch` messages, validates them (rejects are dealt
+  /// with here), derives rates and encodes rows. Nil when the fetch failed.
+  func fetchAndPrepare(_ consumer: PullConsumer, connection: BusConnection) async -> Prepared? {
+    let messages: [JetStreamMessage]
+    do {
+      messages = try await consumer.fetch(batch: settings.fetchBatch, timeout: .seconds(1))
+    } catch {
+      return nil
+    }
+    return prepare(messages, connection: connection)
+  }
+
+  func prepare(_ messages: [JetStreamMessage], connection: BusConnection) -> Prepared {
     let now = Int64(Date().timeIntervalSince1970 * 1000)
-    var accepted: [(JetStreamMessage, MetricsBatch)] = []
+    var accepted: [Accepted] = []
+    accepted.reserveCapacity(messages.count)
     for m in messages {
       switch validator.validate(subject: m.subject, payload: m.payload, isKnown: registry.isKnown, nowMs: now) {
       case .success(let batch): accepted.append((m, batch))
       case .failure(let rejected): reject(m, rejected, connection: connection)
       }
     }
-    guard !accepted.isEmpty else { return true }
     let snapshot = deriver.snapshot()
-    let normalized = accepted.map { deriver.derive($0.1) }
+    let normalized = accepted.map { deriver.derive($0.batch) }
+    // The batch goes out as received: its bytes are spliced in, not encoded again.
+    let payloads = zip(normalized, accepted).map { n, a in
+      var rates = n
+      rates.batch = nil
+      return WireSplice.appendingMessageField(1, a.message.payload, to: rates.encode())
+    }
+    return Prepared(
+      accepted: accepted, rates: snapshot, rows: MetricsWriter.Prepared(normalized), normalized: payloads)
+  }
+
+  /// Stores a prepared fetch in one transaction, acks it after the commit
+  /// and publishes the normalized batches; false when the database failed
+  /// (nothing acked, all nak'ed with a delay).
+  func store(_ p: Prepared, connection: BusConnection) async -> Bool {
     let autoRegister = settings.validation.autoRegister
+    let rows = p.rows
     do {
       let new = try await database.withConnection { conn in
-        try MetricsWriter.write(normalized, autoRegister: autoRegister, on: conn)
+        try MetricsWriter.write(rows, autoRegister: autoRegister, on: conn)
       }
-      for (m, _) in accepted { try? m.ack() }
       stored.increment(by: new.count)
-      duplicates.increment(by: accepted.count - new.count)
-      for n in normalized {
-        guard let b = n.batch, new.contains(.init(host: b.host, bootID: b.bootId, sequence: b.sequence)) else {
-          continue
+      duplicates.increment(by: p.accepted.count - new.count)
+      // Acks and the normalized batches go out while the next write runs
+      // (an ack lost to a crash here only means a redelivery, stored once).
+      Task {
+        for (m, _) in p.accepted { try? m.ack() }
+        let headers = BusHeader.describing(NormalizedBatch.self)
+        for (payload, (_, b)) in zip(p.normalized, p.accepted) {
+          guard new.contains(.init(host: b.host, bootID: b.bootId, sequence: b.sequence)) else { continue }
+          var h = headers
+          h[BusHeader.msgID] = "\(b.host):\(b.bootId):\(b.sequence)"
+          try? connection.publish(Subjects.metricsNormalized(b.host), payload: payload, headers: h)
         }
-        try? connection.publish(
-          Subjects.metricsNormalized(b.host), n, headers: [BusHeader.msgID: "\(b.host):\(b.bootId):\(b.sequence)"])
       }
       return true
     } catch {
-      deriver.restore(snapshot)
       dbFailures.increment()
-      logger.warning("cannot store; will retry", metadata: ["error": "\(error)", "messages": "\(accepted.count)"])
-      for (m, _) in accepted { try? m.nak(delay: .seconds(1)) }
+      logger.warning("cannot store; will retry", metadata: ["error": "\(error)", "messages": "\(p.accepted.count)"])
+      for (m, _) in p.accepted { try? m.nak(delay: .seconds(1)) }
       return false
     }
   }
@@ -119,11 +173,12 @@ public final class IngestPipeline: Service, Sendable {
   }
 }
 
-/// The rate deriver of the pipeline: used by one fetch loop at a time.
+/// The rate deriver of the pipeline. Only the prepare stage touches it,
+/// and its runs never overlap: each starts after the previous one was
+/// awaited (a rollback happens after the stage in flight was awaited too).
 final class DeriverBox: @unchecked Sendable {
-  // Only touched from the pipeline's single fetch loop.
   private var deriver = RateDeriver()
   func derive(_ b: MetricsBatch) -> NormalizedBatch { deriver.derive(b) }
-  func snapshot() -> RateDeriver { deriver.copy() }
-  func restore(_ d: RateDeriver) { deriver = d }
+  func snapshot() -> RateDeriver.State { deriver.state }
+  func restore(_ s: RateDeriver.State) { deriver.state = s }
 }

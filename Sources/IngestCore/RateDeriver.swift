@@ -9,11 +9,15 @@ public final class RateDeriver {
 
   public init() {}
 
-  /// An independent copy (to roll back when a write fails).
-  public func copy() -> RateDeriver {
-    let c = RateDeriver()
-    c.last = last
-    return c
+  /// What the deriver remembers: the last batch of each host.
+  public struct State: Sendable {
+    fileprivate var last: [String: MetricsBatch]
+  }
+
+  /// The current state (to roll back to when a write fails).
+  public var state: State {
+    get { State(last: last) }
+    set { last = newValue.last }
   }
 
   public func derive(_ batch: MetricsBatch) -> NormalizedBatch {

@@ -8,12 +8,33 @@ extension PGConnection {
   /// The corresponding C functions are `PQputCopyData` and `PQputCopyEnd`.
   @discardableResult
   public func copyIn(_ sql: String, _ write: (PGCopyWriter) throws -> Void) throws -> Int {
-    try query(sql)  // enters COPY_IN
-    let writer = PGCopyWriter(connection: self)
-    var failure: (any Error)?
-    do {
+    try copyIn(sql) { () throws in
+      let writer = PGCopyWriter(connection: self)
       try write(writer)
       try writer.flush()
+    }
+  }
+
+  /// Bulk-loads rows already encoded by a detached `PGCopyWriter()` (its
+  /// `bytes`), e.g. prepared on another thread while this connection was
+  /// busy.
+  @discardableResult
+  public func copyIn(_ sql: String, encoded: [UInt8]) throws -> Int {
+    try copyIn(sql) { () throws(PostgresError) in
+      var start = 0
+      while start < encoded.count {
+        let end = min(encoded.count, start + PGCopyWriter.chunk)
+        try putCopyData(Array(encoded[start..<end]))
+        start = end
+      }
+    }
+  }
+
+  private func copyIn(_ sql: String, send: () throws -> Void) throws -> Int {
+    try query(sql)  // enters COPY_IN
+    var failure: (any Error)?
+    do {
+      try send()
     } catch {
       failure = error
     }
@@ -49,17 +70,27 @@ extension PGConnection {
 }
 
 /// Encodes rows in COPY text format and hands them to libpq in chunks.
+/// Without a connection (`PGCopyWriter()`), it only collects the encoded
+/// rows in `bytes`, for `copyIn(_:encoded:)`.
 public final class PGCopyWriter {
-  private unowned let connection: PGConnection
+  private unowned let connection: PGConnection?
   private var buffer: [UInt8] = []
   private var firstField = true
   public private(set) var rows = 0
-  private static let chunk = 1 << 20
+  static let chunk = 1 << 20
 
   init(connection: PGConnection) {
     self.connection = connection
     buffer.reserveCapacity(Self.chunk + 4096)
   }
+
+  /// A detached writer: rows accumulate in `bytes`.
+  public init() {
+    connection = nil
+  }
+
+  /// The encoded rows (of a detached writer).
+  public var bytes: [UInt8] { buffer }
 
   private func separator() {
     if firstField { firstField = false } else { buffer.append(0x09) }
@@ -85,6 +116,38 @@ public final class PGCopyWriter {
     }
   }
 
+  /// An integer, its digits written straight into the buffer.
+  public func field(_ value: Int64) {
+    separator()
+    if value < 0 { buffer.append(0x2D) }
+    var magnitude = value.magnitude
+    var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // up to 20 digits, kept off the heap
+    var count = 0
+    withUnsafeMutableBytes(of: &digits) { raw in
+      repeat {
+        raw[count] = 0x30 + UInt8(magnitude % 10)
+        magnitude /= 10
+        count += 1
+      } while magnitude > 0
+      for i in stride(from: count - 1, through: 0, by: -1) { buffer.append(raw[i]) }
+    }
+  }
+
+  public func field(_ value: Int) { field(Int64(value)) }
+
+  /// A float8: Swift's shortest round-trip form (PostgreSQL reads it back exactly).
+  public func field(_ value: Double) {
+    separator()
+    if value.isNaN {
+      buffer.append(contentsOf: Array("NaN".utf8))
+    } else if value.isInfinite {
+      buffer.append(contentsOf: Array((value < 0 ? "-Infinity" : "Infinity").utf8))
+    } else {
+      var text = value.description
+      text.withUTF8 { buffer.append(contentsOf: $0) }
+    }
+  }
+
   /// A field that needs no escaping (numbers, booleans).
   public func field(_ value: some PGEncodable) {
     separator()
@@ -98,14 +161,19 @@ public final class PGCopyWriter {
   }
 
   public func endRow() throws(PostgresError) {
+    nextRow()
+    if connection != nil, buffer.count >= Self.chunk { try flush() }
+  }
+
+  /// Ends the row without sending anything (a detached writer).
+  public func nextRow() {
     buffer.append(0x0A)
     firstField = true
     rows += 1
-    if buffer.count >= Self.chunk { try flush() }
   }
 
   func flush() throws(PostgresError) {
-    guard !buffer.isEmpty else { return }
+    guard let connection, !buffer.isEmpty else { return }
     try connection.putCopyData(buffer)
     buffer.removeAll(keepingCapacity: true)
   }

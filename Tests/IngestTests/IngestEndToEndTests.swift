@@ -204,11 +204,11 @@ import Testing
   }
 
   /// The built `mirrorctl`, run against the NATS server at `url`.
-  static func mirrorctl(_ arguments: [String], url: String) throws -> (status: Int32, output: String) {
+  static func mirrorctl(_ arguments: [String], url: String) async throws -> (status: Int32, output: String) {
     let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
       "mirrorctl"
     ).path
-    return try Harness.run(path, arguments + ["--nats-url", url])
+    return try await Harness.runDetached(path, arguments + ["--nats-url", url])
   }
 
   static func jsonLines(_ output: String) -> [[String: Any]] {
@@ -223,7 +223,7 @@ import Testing
     let done = DoneFlag()
     let run = Task.detached {
       defer { done.set() }
-      return try mirrorctl(["tail"] + arguments + ["--seconds", "30"], url: url)
+      return try await mirrorctl(["tail"] + arguments + ["--seconds", "30"], url: url)
     }
     while !done.isSet {
       try publish()
@@ -244,14 +244,14 @@ import Testing
       }
       #expect(await Harness.waitUntil(timeout: .seconds(20)) { (try? self.count("metrics_cpu")) == 4 })
 
-      let hosts = try Self.mirrorctl(["hosts", "--json"], url: url)
-      #expect(hosts.status == 0, "\(hosts.output)")
+      let hosts = try await Self.mirrorctl(["hosts", "--json"], url: url)
+      try #require(hosts.status == 0, "\(hosts.output)")
       let listed = try JSONSerialization.jsonObject(with: Data(hosts.output.utf8)) as? [[String: Any]]
       #expect(listed?.compactMap { $0["name"] as? String } == ["m0", "m1"])
-      let table = try Self.mirrorctl(["hosts"], url: url)
+      let table = try await Self.mirrorctl(["hosts"], url: url)
       #expect(table.output.hasPrefix("HOST") && table.output.contains("m1    up"), "\(table.output)")
 
-      let top = try Self.mirrorctl(["top", "--once"], url: url)
+      let top = try await Self.mirrorctl(["top", "--once"], url: url)
       #expect(top.status == 0)
       let rows = top.output.split(separator: "\n")
       #expect(rows.count == 3 && rows[0].hasPrefix("HOST  STATE  CPU%"), "\(top.output)")
@@ -278,7 +278,7 @@ import Testing
       #expect(decoded.contains { ($0["message"] as? [String: Any])?["host"] as? String == "x" }, "\(rawOutput)")
       #expect(decoded.contains { $0["error"] != nil && $0["bytes"] as? Int == 2 }, "\(rawOutput)")
 
-      let unreachable = try Self.mirrorctl(["hosts"], url: "nats://127.0.0.1:\(Harness.freePort())")
+      let unreachable = try await Self.mirrorctl(["hosts"], url: "nats://127.0.0.1:\(Harness.freePort())")
       #expect(unreachable.status == 1 && unreachable.output.contains("cannot connect to NATS"))
     }
   }

@@ -90,6 +90,24 @@ import Testing
     #expect(try row.decode(Int.self, 2) == 100)
   }
 
+  @Test func copyWritesNumbersExactlyAndPreparedRowsLoad() throws {
+    try conn.execute("CREATE TABLE num (i bigint, d double precision)")
+    let ints: [Int64] = [0, 7, -7, 10, -10, 1_234_567_890_123, .max, .min]
+    let doubles: [Double] = [0, -0.0, 0.1, -2.5e-300, 1e300, .pi, .nan, .infinity, -.infinity]
+    // A detached writer encodes; the rows load later on the connection.
+    let w = PGCopyWriter()
+    for (i, d) in zip(ints + ints.prefix(1), doubles) {
+      w.field(i)
+      w.field(d)
+      w.nextRow()
+    }
+    #expect(try conn.copyIn("COPY num (i, d) FROM STDIN", encoded: w.bytes) == doubles.count)
+    let rows = try conn.query("SELECT i, d FROM num")
+    #expect(try rows.rows.map { try $0.decode(Int64.self, 0) } == ints + ints.prefix(1))
+    let back = try rows.rows.map { try $0.decode(Double.self, 1) }
+    #expect(zip(back, doubles).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) })
+  }
+
   @Test func copyEscapesSpecialCharactersAndNulls() throws {
     try conn.execute("CREATE TABLE s (id int, v text)")
     let values: [String?] = ["tab\there", "line\nbreak", "back\\slash", "cr\rx", "\\N", "유니코드 ✓", nil, ""]

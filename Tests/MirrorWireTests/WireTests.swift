@@ -45,6 +45,23 @@ private func roundTrip<M: WireMessage>(_: M.Type) throws -> (M, M) {
     #expect(decoded.temperatureCelsius == 0)
   }
 
+  @Test func splicedEmbeddedMessageDecodesAsTheWhole() throws {
+    let full = Sample.make(NormalizedBatch.self)
+    var rest = full
+    rest.batch = nil
+    let raw = try #require(full.batch).encode()
+    #expect(raw.count > 127, "a length that needs a two-byte varint")
+    let spliced = WireSplice.appendingMessageField(1, raw, to: rest.encode())
+    #expect(try NormalizedBatch(decoding: spliced) == full)
+    let big = MetricsBatch(
+      host: "big", topCpu: (0..<1000).map { ProcessSample(pid: UInt32($0), name: "process number \($0)") })
+    #expect(big.encode().count > 16_384, "three-byte varint")
+    let bigSpliced = WireSplice.appendingMessageField(1, big.encode(), to: NormalizedBatch(cpuPercent: 5).encode())
+    #expect(try NormalizedBatch(decoding: bigSpliced) == NormalizedBatch(batch: big, cpuPercent: 5))
+    let small = WireSplice.appendingMessageField(1, MetricsBatch(host: "h").encode(), to: [])
+    #expect(try NormalizedBatch(decoding: small).batch?.host == "h")
+  }
+
   @Test func unknownEnumValuesAreKept() throws {
     let alert = Alert(severity: Severity(rawValue: 42))
     #expect(try Alert(decoding: alert.encode()).severity.rawValue == 42)

@@ -97,6 +97,19 @@ public enum Harness {
   /// daemon the program starts (pg_ctl's postmaster) may inherit a pipe and
   /// keep it open, and Foundation's Process did not always reap the child
   /// when called from an async test.
+  /// `run` on a thread of its own: waiting for the child does not hold a
+  /// thread of the cooperative pool that in-process services need.
+  @discardableResult
+  public static func runDetached(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil
+  ) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+      Thread.detachNewThread {
+        continuation.resume(with: Result { try run(executable, arguments, environment: environment) })
+      }
+    }
+  }
+
   @discardableResult
   public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws
     -> (status: Int32, output: String)

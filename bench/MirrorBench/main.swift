@@ -3,6 +3,8 @@
 //   MirrorBench payload FILE                 write that batch's bytes (the C baseline's payload)
 //   MirrorBench publish URL SUBJECT COUNT    JetStream publish-with-ack from Swift
 //   MirrorBench sections                     CPU time of each collector section of this host
+//   MirrorBench fleet-fill URL HOSTS PER_HOST         a backlog of a simulated fleet
+//   MirrorBench fleet-live URL HOSTS INTERVALS SECS   a live fleet; lag to metrics.normalized
 import Foundation
 import Logging
 import MirrorBus
@@ -169,6 +171,10 @@ case "payload" where args.count == 3:
   try Data(realisticBatch().encode()).write(to: URL(fileURLWithPath: args[2]))
 case "publish" where args.count == 5:
   try await benchPublish(url: args[2], subject: args[3], count: Int(args[4])!)
+case "fleet-fill" where args.count == 5:
+  try await Fleet.fill(url: args[2], hosts: Int(args[3])!, perHost: Int(args[4])!)
+case "fleet-live" where args.count == 6:
+  try await Fleet.live(url: args[2], hosts: Int(args[3])!, intervals: Int(args[4])!, interval: Double(args[5])!)
 default:
   print("usage: MirrorBench wire | payload FILE | publish URL SUBJECT COUNT")
   exit(2)
