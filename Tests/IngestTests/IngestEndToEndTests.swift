@@ -178,7 +178,8 @@ import Testing
       #expect(series.source == .raw)
       #expect(series.series.map(\.host) == ["q0", "q2"])
       #expect(series.series[0].points.map(\.samples).reduce(0, +) == 4)
-      #expect(series.series[1].points.map(\.average).max() == 23)
+      #expect(series.series[1].points.map(\.maximum).max() == 23)
+      #expect(series.series[1].points.map(\.minimum).min() == 20)
       let rates = try await bus.request(
         Subjects.metricsQuery,
         MetricsQueryRequest(
