@@ -53,7 +53,7 @@ let package = Package(
     .target(
       name: "MirrorService",
       dependencies: [
-        "MirrorBus", "MirrorStore", "MirrorWire",
+        "MirrorBus", "MirrorWire",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
@@ -62,12 +62,21 @@ let package = Package(
         .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: strict),
+    // The database part of a service (migrations, health): not linked into the agent.
+    .target(
+      name: "MirrorServiceStore",
+      dependencies: [
+        "MirrorService", "MirrorStore", .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict),
 
     // Ingest's logic: validation, exactly-once storage, rates, registration.
     .target(
       name: "IngestCore",
       dependencies: [
-        "MirrorWire", "MirrorBus", "MirrorStore", "MirrorService", .product(name: "Logging", package: "swift-log"),
+        "MirrorWire", "MirrorBus", "MirrorStore", "MirrorService", "MirrorServiceStore",
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
@@ -89,9 +98,13 @@ let package = Package(
     .executableTarget(
       name: "Ingest", dependencies: ["MirrorService", "MirrorStore", "IngestCore", argumentParser],
       swiftSettings: strict),
-    .executableTarget(name: "CommandRouter", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(
+      name: "CommandRouter", dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", argumentParser],
+      swiftSettings: strict),
     .executableTarget(name: "TwinService", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
-    .executableTarget(name: "Notifier", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(
+      name: "Notifier", dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", argumentParser],
+      swiftSettings: strict),
     .executableTarget(
       name: "Reflector", dependencies: ["MirrorService", "ReflectorCore", argumentParser], swiftSettings: strict),
     .executableTarget(
@@ -125,10 +138,14 @@ let package = Package(
     .testTarget(
       name: "IngestTests",
       dependencies: [
-        "IngestCore", "TestSupport", "MirrorService", "MirrorBus", "MirrorWire", "MirrorStore",
+        "IngestCore", "TestSupport", "MirrorService", "MirrorServiceStore", "MirrorBus", "MirrorWire", "MirrorStore",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ], swiftSettings: strict),
     .testTarget(
-      name: "MirrorServiceTests", dependencies: ["MirrorService", "TestSupport"], swiftSettings: strict),
+      name: "MirrorServiceTests",
+      dependencies: [
+        "MirrorService", "MirrorServiceStore", "MirrorStore", "TestSupport",
+        .product(name: "Logging", package: "swift-log"),
+      ], swiftSettings: strict),
   ]
 )

@@ -133,7 +133,7 @@ if [[ $what == agent || $what == all ]]; then
 
   # The agent at 500 ms (the same cadence as the scrapes) for the same time.
   "$reflector" run --nats-url "nats://127.0.0.1:$port" --http "127.0.0.1:$(free_port)" --log-level warning \
-    --set reflector.interval=500ms --set reflector.host=bench >"$work/reflector.log" 2>&1 &
+    --set reflector.interval=500ms --set reflector.host=bench ${BENCH_REFLECTOR_ARGS:-} >"$work/reflector.log" 2>&1 &
   rf_pid=$!
   sleep 3  # start-up and the first cycles
   rf_before=$(cpu_ns $rf_pid)

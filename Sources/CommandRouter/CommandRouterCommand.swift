@@ -1,5 +1,6 @@
 import ArgumentParser
 import MirrorService
+import MirrorServiceStore
 
 @main
 struct CommandRouterCommand: AsyncParsableCommand {
@@ -12,7 +13,7 @@ struct CommandRouterCommand: AsyncParsableCommand {
   func run() async throws {
     try await ServiceRunner.run(service: "command-router", defaultHTTPPort: 9102, options: options) { context in
       let bus = BusService(options: context.settings.bus, streams: [Streams.commands], context: context)
-      let database = DatabaseService(settings: context.settings, context: context)
+      let database = try DatabaseService(settings: context.settings, context: context)
       return [database, bus]
     }
   }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import IngestCore
 import MirrorService
+import MirrorServiceStore
 import MirrorStore
 
 @main
@@ -36,7 +37,7 @@ struct IngestCommand: AsyncParsableCommand {
       }
       let bus = BusService(
         options: context.settings.bus, streams: [Streams.metrics, Streams.metricsNormalized], context: context)
-      let database = DatabaseService(settings: context.settings, context: context)
+      let database = try DatabaseService(settings: context.settings, context: context)
       let registry = HostRegistry(bus: bus, database: database.client, logger: context.logger)
       let pipeline = IngestPipeline(
         settings: settings, bus: bus, database: database.client, registry: registry, logger: context.logger)

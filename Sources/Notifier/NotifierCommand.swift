@@ -1,5 +1,6 @@
 import ArgumentParser
 import MirrorService
+import MirrorServiceStore
 
 @main
 struct NotifierCommand: AsyncParsableCommand {
@@ -12,7 +13,7 @@ struct NotifierCommand: AsyncParsableCommand {
   func run() async throws {
     try await ServiceRunner.run(service: "notifier", defaultHTTPPort: 9104, options: options) { context in
       let bus = BusService(options: context.settings.bus, streams: [Streams.alerts, Streams.events], context: context)
-      let database = DatabaseService(settings: context.settings, context: context)
+      let database = try DatabaseService(settings: context.settings, context: context)
       return [database, bus]
     }
   }

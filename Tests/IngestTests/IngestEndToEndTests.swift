@@ -3,6 +3,7 @@ import IngestCore
 import Logging
 import MirrorBus
 import MirrorService
+import MirrorServiceStore
 import MirrorStore
 import MirrorWire
 import ServiceLifecycle
@@ -25,7 +26,7 @@ import Testing
     let context = ServiceContext(settings: settings, config: config, logger: Harness.logger, health: Health())
     let bus = BusService(
       options: settings.bus, streams: [Streams.metrics, Streams.metricsNormalized], context: context)
-    let database = DatabaseService(settings: settings, context: context)
+    let database = try DatabaseService(settings: settings, context: context)
     let registry = HostRegistry(bus: bus, database: database.client, logger: Harness.logger)
     let pipeline = IngestPipeline(
       settings: .init(), bus: bus, database: database.client, registry: registry, logger: Harness.logger)

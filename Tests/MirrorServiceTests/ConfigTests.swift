@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import MirrorService
+import MirrorServiceStore
 import TestSupport
 import Testing
 
@@ -36,8 +38,16 @@ import Testing
     let s = try ServiceSettings(service: "t", defaultHTTPPort: 9101, config: ConfigValues())
     #expect(s.httpHost == "127.0.0.1")
     #expect(s.httpPort == 9101)
-    #expect(s.timescale == .auto)
     #expect(s.bus.urls == ["nats://127.0.0.1:4222"])
+  }
+
+  @Test func aWrongTimescaleModeNamesItsKey() throws {
+    let values = ConfigValues(environment: ["MIRROR_DATABASE_TIMESCALE": "maybe"])
+    let settings = try ServiceSettings(service: "t", defaultHTTPPort: 1, config: values)
+    let context = ServiceContext(settings: settings, config: values, logger: Logger(label: "t"), health: Health())
+    let error = #expect(throws: ConfigError.self) { try DatabaseService(settings: settings, context: context) }
+    #expect(error?.key == "database.timescale")
+    #expect(error?.description.contains("maybe") == true)
   }
 
   @Test(
@@ -46,7 +56,6 @@ import Testing
       ("log.level", "loud", "log.level"),
       ("http.listen", "nowhere", "http.listen"),
       ("nats.urls", "http://x:4222", "nats.urls"),
-      ("database.timescale", "maybe", "database.timescale"),
       ("nats.connect-timeout", "soon", "nats.connect-timeout"),
       ("nats.tls", "perhaps", "nats.tls"),
     ])

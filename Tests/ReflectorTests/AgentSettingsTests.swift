@@ -1,3 +1,4 @@
+import Foundation
 import MirrorService
 import MirrorWire
 import ReflectorCore
@@ -13,6 +14,7 @@ import Testing
       ("reflector.labels", "rack", "reflector.labels"),
       ("reflector.top-k", "1000", "reflector.top-k"),
       ("reflector.buffer", "0", "reflector.buffer"),
+      ("reflector.trim-startup-memory", "sometimes", "reflector.trim-startup-memory"),
     ])
   func badSetting(key: String, value: String, expected: String) {
     let error = #expect(throws: ConfigError.self) { try AgentSettings(config: ConfigValues(overrides: [key: value])) }
@@ -30,5 +32,34 @@ import Testing
         fileValues: ["reflector.label.rack": "r1"], overrides: ["reflector.labels": "role=db,zone=a"]))
     #expect(
       s.labels == [Label(key: "rack", value: "r1"), Label(key: "role", value: "db"), Label(key: "zone", value: "a")])
+  }
+
+  @Test func startUpPagesAreGivenBackAndStillWork() throws {
+    func rssKiB() -> Int {
+      let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+      let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+      return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+    }
+    let before = rssKiB()
+    let advised = ResidentMemory.trimStartupPages()
+    let after = rssKiB()
+    #expect(advised > 0, "the test binary and its libraries are file-backed, read-only mappings")
+    #expect(after < before, "resident set \(before) KiB -> \(after) KiB")
+    // The code paged out comes back on use.
+    #expect(try AgentSettings(config: ConfigValues(overrides: ["reflector.host": "back"])).host == "back")
+  }
+
+  @Test func onlyReadOnlyFileMappingsAreAdvised() throws {
+    let maps = FileManager.default.temporaryDirectory.appendingPathComponent("maps-\(UUID().uuidString)").path
+    try """
+    7f0000000000-7f0000001000 rw-p 00000000 00:00 0                          [heap]
+    7f0000001000-7f0000002000 rw-p 00000000 08:01 42                         /usr/lib/writable.so
+    7f0000002000-7f0000003000 ---p 00000000 08:01 42                         /usr/lib/guard.so
+    7f0000003000-7f0000004000 r--p 00000000 00:00 0
+    not a line
+    """.write(toFile: maps, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: maps) }
+    #expect(ResidentMemory.trimStartupPages(maps: maps) == 0)
+    #expect(try AgentSettings(config: ConfigValues()).trimStartupMemory)
   }
 }

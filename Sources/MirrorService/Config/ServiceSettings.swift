@@ -1,6 +1,5 @@
 public import Logging
 public import MirrorBus
-public import MirrorStore
 
 /// The settings every service shares: how to reach NATS and PostgreSQL,
 /// where to serve /metrics and /healthz, how to log.
@@ -8,7 +7,6 @@ public struct ServiceSettings: Sendable {
   public var service: String
   public var bus: BusOptions
   public var databaseURL: String
-  public var timescale: TimescaleMode
   public var httpHost: String
   public var httpPort: Int
   public var logLevel: Logger.Level
@@ -37,7 +35,6 @@ public struct ServiceSettings: Sendable {
         source: c.lookup("nats.urls")?.source ?? "default")
     }
     databaseURL = c.string("database.url", default: "postgresql://mirror:mirror@127.0.0.1:5432/mirror")
-    timescale = try c.oneOf("database.timescale", default: TimescaleMode.auto)
     let listen = c.string("http.listen", default: "127.0.0.1:\(defaultHTTPPort)")
     guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
       (0...65535).contains(port)

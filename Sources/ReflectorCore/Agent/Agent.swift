@@ -70,8 +70,14 @@ public final class Agent: Service, Sendable {
   private func collectLoop() async {
     let clock = ContinuousClock()
     var deadline = clock.now
+    var cycles = 0
     while !Task.isCancelled {
       await collectOnce()
+      cycles += 1
+      if cycles == 3, settings.trimStartupMemory {
+        let advised = ResidentMemory.trimStartupPages()
+        logger.debug("start-up pages given back", metadata: ["mappings": "\(advised)"])
+      }
       deadline += settings.interval
       let now = clock.now
       if deadline < now {

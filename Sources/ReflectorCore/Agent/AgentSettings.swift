@@ -20,6 +20,9 @@ public struct AgentSettings: Sendable {
   public var root: String
   /// How often host info is looked at for changes.
   public var hostInfoEvery: Int
+  /// Page out the start-up-only code pages after the first cycles
+  /// (`ResidentMemory`).
+  public var trimStartupMemory: Bool
 
   public init(config c: ConfigValues) throws(ConfigError) {
     let rawHost = c.string("reflector.host") ?? Self.systemHostName()
@@ -55,6 +58,7 @@ public struct AgentSettings: Sendable {
     spoolDirectory = c.string("reflector.spool-dir")
     root = c.string("reflector.root", default: "/")
     hostInfoEvery = 12
+    trimStartupMemory = try c.bool("reflector.trim-startup-memory", default: true)
   }
 
   static func systemHostName() -> String {

@@ -37,12 +37,13 @@ public final class ProcessCollector {
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
       } ?? 0
     var rows: [Row] = []
+    rows.reserveCapacity(previous.count + 32)
     var ticks: [UInt32: UInt64] = [:]
-    for pid in pids() {
-      guard let row = files.withSmallFile("/proc/\(pid)/stat", { Self.parse($0, pid: pid) }) else { continue }
+    ticks.reserveCapacity(previous.count + 32)
+    scan { row in
       var r = row
-      ticks[pid] = r.ticks
-      if seconds > 0, let before = previous[pid], r.ticks >= before {
+      ticks[r.pid] = r.ticks
+      if seconds > 0, let before = previous[r.pid], r.ticks >= before {
         r.cpu = Double(r.ticks - before) / ticksPerSecond / seconds * 100
       }
       rows.append(r)
@@ -97,26 +98,41 @@ public final class ProcessCollector {
     return Row(pid: pid, ticks: utime + stime, rssPages: rss, cpu: 0)
   }
 
-  /// Numeric entries of /proc, without building strings for the rest.
-  private func pids() -> [UInt32] {
-    guard let dir = opendir(files.path("/proc")) else { return [] }
+  /// Every process's stat, in one pass over /proc: "PID/stat" is opened
+  /// relative to the /proc descriptor from a stack buffer, so no path
+  /// string is built and only two components are looked up per process.
+  private func scan(_ body: (Row) -> Void) {
+    guard let dir = opendir(files.path("/proc")) else { return }
     defer { closedir(dir) }
-    var out: [UInt32] = []
-    while let entry = readdir(dir) {
-      let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> UInt32? in
-        var n: UInt32 = 0
-        var digits = 0
-        for c in raw {
-          if c == 0 { break }
-          guard c >= 0x30 && c <= 0x39 else { return nil }
-          n = n &* 10 &+ UInt32(c - 0x30)
-          digits += 1
+    let procFD = dirfd(dir)
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer in
+      withUnsafeTemporaryAllocation(of: CChar.self, capacity: 32) { path in
+        while let entry = readdir(dir) {
+          var pid: UInt32 = 0
+          var length = 0
+          let numeric = withUnsafeBytes(of: entry.pointee.d_name) { raw -> Bool in
+            for c in raw {
+              if c == 0 { break }
+              guard c >= 0x30 && c <= 0x39, length < 10 else { return false }
+              pid = pid &* 10 &+ UInt32(c - 0x30)
+              path[length] = CChar(bitPattern: c)
+              length += 1
+            }
+            return length > 0
+          }
+          guard numeric else { continue }
+          for (i, c) in "/stat".utf8.enumerated() { path[length + i] = CChar(bitPattern: c) }
+          path[length + 5] = 0
+          let fd = openat(procFD, path.baseAddress!, O_RDONLY | O_CLOEXEC)
+          guard fd >= 0 else { continue }  // exited since readdir
+          var n = read(fd, buffer.baseAddress, buffer.count)
+          while n < 0 && errno == EINTR { n = read(fd, buffer.baseAddress, buffer.count) }
+          close(fd)
+          guard n > 0, let row = Self.parse(UnsafeBufferPointer(rebasing: buffer[0..<n]), pid: pid) else { continue }
+          body(row)
         }
-        return digits > 0 ? n : nil
       }
-      if let pid { out.append(pid) }
     }
-    return out
   }
 
   private func user(of pid: UInt32) -> String? {

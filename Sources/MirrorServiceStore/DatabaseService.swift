@@ -1,4 +1,5 @@
 import Logging
+public import MirrorService
 public import MirrorStore
 public import ServiceLifecycle
 import Synchronization
@@ -12,9 +13,9 @@ public final class DatabaseService: Service, Sendable {
   private let migrated = Mutex<StoreCapabilities?>(nil)
   private let lastError = Mutex<String?>(nil)
 
-  public init(settings: ServiceSettings, context: ServiceContext) {
+  public init(settings: ServiceSettings, context: ServiceContext) throws(ConfigError) {
     client = PostgresClient(url: settings.databaseURL, applicationName: settings.service, logger: context.logger)
-    timescale = settings.timescale
+    timescale = try context.config.oneOf("database.timescale", default: TimescaleMode.auto)
     logger = context.logger
     context.health.register("database") { [weak self] in
       guard let self else { return .init(healthy: false, detail: "stopped") }
