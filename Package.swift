@@ -82,6 +82,17 @@ let package = Package(
       ],
       swiftSettings: strict),
 
+    // The CommandRouter's logic: identity, rules, targets, dispatch, audit.
+    .target(
+      name: "CommandRouterCore",
+      dependencies: [
+        "MirrorWire", "MirrorBus", "MirrorStore", "MirrorService", .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ],
+      swiftSettings: strict),
+
     // The host agent's logic (collectors, publisher, command runner).
     .target(
       name: "ReflectorCore",
@@ -99,7 +110,8 @@ let package = Package(
       name: "Ingest", dependencies: ["MirrorService", "MirrorStore", "IngestCore", argumentParser],
       swiftSettings: strict),
     .executableTarget(
-      name: "CommandRouter", dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", argumentParser],
+      name: "CommandRouter",
+      dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", "CommandRouterCore", argumentParser],
       swiftSettings: strict),
     .executableTarget(name: "TwinService", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(
@@ -110,7 +122,8 @@ let package = Package(
     .executableTarget(
       name: "Mirrorctl",
       dependencies: [
-        "MirrorService", "MirrorBus", "MirrorWire", argumentParser, .product(name: "Logging", package: "swift-log"),
+        "MirrorService", "MirrorBus", "MirrorWire", "CommandRouterCore", argumentParser,
+        .product(name: "Logging", package: "swift-log"),
       ], swiftSettings: strict),
 
     // Benchmarks (run by bench/run.sh, never by the tests).
@@ -139,6 +152,13 @@ let package = Package(
       name: "IngestTests",
       dependencies: [
         "IngestCore", "TestSupport", "MirrorService", "MirrorServiceStore", "MirrorBus", "MirrorWire", "MirrorStore",
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ], swiftSettings: strict),
+    .testTarget(
+      name: "CommandRouterTests",
+      dependencies: [
+        "CommandRouterCore", "ReflectorCore", "TestSupport", "MirrorService", "MirrorServiceStore", "MirrorBus",
+        "MirrorWire", "MirrorStore", .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ], swiftSettings: strict),
     .testTarget(

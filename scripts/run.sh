@@ -63,6 +63,13 @@ bin=$(swift build --show-bin-path)
 scripts/stack.sh start dev
 eval "$(scripts/stack.sh env dev)"
 
+# The router's signing key (the reflector trusts its public half) and a local
+# admin operator's key, made once.
+keys="$dir/keys"
+mkdir -p "$keys"
+[[ -f "$keys/router.key" ]] || "$bin/mirrorctl" keys gen --out "$keys/router" >/dev/null
+[[ -f "$keys/admin.key" ]] || "$bin/mirrorctl" keys gen --out "$keys/admin" >/dev/null
+
 for entry in "${services[@]}"; do
   name=${entry%%:*}
   port=${entry##*:}
@@ -70,6 +77,10 @@ for entry in "${services[@]}"; do
   config="$root/config/$name.yaml"
   args=(--nats-url "$MIRROR_NATS_URL" --database-url "$MIRROR_DATABASE_URL" --http "127.0.0.1:$port")
   [[ -f "$config" ]] && args+=(--config "$config")
+  case "$name" in
+    command-router) args+=(--set "router.signing-key=$keys/router.key") ;;
+    reflector) args+=(--set "commands.router-key=$keys/router.pub" --set "commands.policy=$root/config/commands-policy.yaml") ;;
+  esac
   MIRROR_LOG_FORMAT=json nohup "$bin/$name" "${args[@]}" >>"$dir/logs/$name.log" 2>&1 &
   echo $! >"$dir/pids/$name"
 done
@@ -84,12 +95,19 @@ done
 echo
 status
 echo
+# The local operator "admin" (role admin), with the key made above.
+PGPASSWORD=mirror psql -h 127.0.0.1 -p 15432 -U mirror -d mirror -qtAX -c "
+  INSERT INTO users (name, display_name, public_key) VALUES ('admin', 'local operator', decode('$(cat "$keys/admin.pub")', 'base64'))
+  ON CONFLICT (name) DO UPDATE SET public_key = EXCLUDED.public_key;
+  INSERT INTO user_roles SELECT id, 'admin' FROM users WHERE name = 'admin' ON CONFLICT DO NOTHING;" >/dev/null 2>&1 || true
 # Live data at a glance: the hosts and their latest values, from Ingest.
 sleep 6
 "$bin/mirrorctl" top --once --nats-url "$MIRROR_NATS_URL" || true
 echo
 echo "logs: $dir/logs/   stop: scripts/run.sh stop"
-echo "look around: MIRROR_NATS_URL=$MIRROR_NATS_URL $bin/mirrorctl hosts | top | query cpu_percent | tail 'metrics.normalized.>'"
+echo "look around: export MIRROR_NATS_URL=$MIRROR_NATS_URL MIRROR_OPERATOR=admin MIRROR_OPERATOR_KEY=$keys/admin.key"
+echo "  $bin/mirrorctl hosts | top | query cpu_percent | tail 'metrics.normalized.>' | commands"
+echo "  $bin/mirrorctl exec $(hostname -s | tr -c 'A-Za-z0-9_\n-' '-') -- uptime"
 
 if [[ "${1:-}" == "--detach" ]]; then exit 0; fi
 trap 'echo; echo "stopping services (the stack keeps running; scripts/run.sh stop stops it)"; stop_services; exit 0' INT TERM

@@ -282,28 +282,6 @@ public enum MetricsWriter {
   }
 }
 
-/// PostgreSQL array literals for `unnest($1::text[])` parameters.
-enum PGArray {
-  static func text(_ values: [String]) -> String {
-    var out: [UInt8] = [UInt8(ascii: "{")]
-    for (i, v) in values.enumerated() {
-      if i > 0 { out.append(UInt8(ascii: ",")) }
-      out.append(UInt8(ascii: "\""))
-      for b in v.utf8 {
-        if b == UInt8(ascii: "\\") || b == UInt8(ascii: "\"") { out.append(UInt8(ascii: "\\")) }
-        out.append(b)
-      }
-      out.append(UInt8(ascii: "\""))
-    }
-    out.append(UInt8(ascii: "}"))
-    return String(decoding: out, as: UTF8.self)
-  }
-
-  static func numbers<T: BinaryInteger>(_ values: [T]) -> String {
-    "{" + values.map { "\($0)" }.joined(separator: ",") + "}"
-  }
-}
-
 /// Milliseconds since the epoch as a timestamptz literal in UTC
 /// (`2026-11-22 06:05:09.123+00`), without Foundation's formatter (it was a
 /// third of Ingest's CPU time).

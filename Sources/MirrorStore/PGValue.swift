@@ -101,3 +101,26 @@ public struct PGBytes: PGEncodable, PGDecodable, Hashable {
     bytes = out
   }
 }
+
+/// PostgreSQL array literals for array parameters (`unnest($1::text[])`,
+/// `= ANY($1::text[])`).
+public enum PGArray {
+  public static func text(_ values: [String]) -> String {
+    var out: [UInt8] = [UInt8(ascii: "{")]
+    for (i, v) in values.enumerated() {
+      if i > 0 { out.append(UInt8(ascii: ",")) }
+      out.append(UInt8(ascii: "\""))
+      for b in v.utf8 {
+        if b == UInt8(ascii: "\\") || b == UInt8(ascii: "\"") { out.append(UInt8(ascii: "\\")) }
+        out.append(b)
+      }
+      out.append(UInt8(ascii: "\""))
+    }
+    out.append(UInt8(ascii: "}"))
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  public static func numbers<T: BinaryInteger>(_ values: [T]) -> String {
+    "{" + values.map { "\($0)" }.joined(separator: ",") + "}"
+  }
+}

@@ -8,7 +8,10 @@ struct Mirrorctl: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "mirrorctl",
     abstract: "MIRROR STAGE command line: hosts, live metrics and any bus message as JSON.",
-    subcommands: [HostsCommand.self, TopCommand.self, QueryCommand.self, TailCommand.self])
+    subcommands: [
+      HostsCommand.self, TopCommand.self, QueryCommand.self, TailCommand.self, ExecCommand.self, CommandsCommand.self,
+      KeysCommand.self,
+    ])
 }
 
 /// How mirrorctl reaches NATS: flags, else MIRROR_NATS_URL / MIRROR_NATS_CREDS,

@@ -70,7 +70,10 @@ import Testing
     // The same signed dispatch again, under another message id: a replay.
     _ = try await bus.jetStreamPublish(subject, payload: dispatches[0].1, msgID: "replay-of-ok")
 
-    let (results, output) = try await results(bus, durable: "R1") { $0.count >= 7 }
+    let (all, output) = try await results(bus, durable: "R1") { $0.filter { $0.state != .running }.count >= 7 }
+    // Each run first says it started, then how it ended.
+    #expect(Set(all.filter { $0.state == .running }.map(\.commandId)) == ["ok", "fails", "slow"])
+    let results = all.filter { $0.state != .running }
     func result(_ id: String) -> [CommandResult] { results.filter { $0.commandId == id } }
     #expect(results.count == 7, "\(results.map { ($0.commandId, $0.state) })")
     let ok = result("ok")

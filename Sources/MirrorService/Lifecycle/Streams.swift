@@ -35,6 +35,10 @@ public enum Subjects {
   public static let hostsGet = "hosts.get"
   public static let hostsSnapshot = "hosts.snapshot"
   public static let metricsQuery = "metrics.query"
+  // Request/reply (CommandRouter).
+  public static let commandsSubmit = "commands.submit"
+  public static let commandsGet = "commands.get"
+  public static let commandsList = "commands.list"
 
   /// A host name usable as one subject token: no dots, wildcards or spaces.
   public static func isValidHostToken(_ host: String) -> Bool {

@@ -663,3 +663,298 @@ extension SubmitCommandResponse: CBridged {
     return m
   }
 }
+
+/// `mirrorstage.v1.CommandHostStatus`.
+public struct CommandHostStatus: WireMessage {
+  public static let fullName = "mirrorstage.v1.CommandHostStatus"
+  public var host: String
+  public var via: String
+  public var state: CommandState
+  public var reason: String
+  public var exitCode: Int32?
+  public var signal: Int32?
+  public var dispatchedAtUnixMs: Int64
+  public var startedAtUnixMs: Int64
+  public var finishedAtUnixMs: Int64
+  public var truncated: Bool
+  public var outputBytes: UInt64
+  public init(host: String = "", via: String = "", state: CommandState = CommandState(rawValue: 0), reason: String = "", exitCode: Int32? = nil, signal: Int32? = nil, dispatchedAtUnixMs: Int64 = 0, startedAtUnixMs: Int64 = 0, finishedAtUnixMs: Int64 = 0, truncated: Bool = false, outputBytes: UInt64 = 0) {
+    self.host = host
+    self.via = via
+    self.state = state
+    self.reason = reason
+    self.exitCode = exitCode
+    self.signal = signal
+    self.dispatchedAtUnixMs = dispatchedAtUnixMs
+    self.startedAtUnixMs = startedAtUnixMs
+    self.finishedAtUnixMs = finishedAtUnixMs
+    self.truncated = truncated
+    self.outputBytes = outputBytes
+  }
+}
+
+extension CommandHostStatus: CBridged {
+  typealias CStruct = Mirrorstage__V1__CommandHostStatus
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandHostStatus>) -> Int { mirrorstage__v1__command_host_status__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandHostStatus>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_host_status__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandHostStatus>? { mirrorstage__v1__command_host_status__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__CommandHostStatus) {
+    self.host = wireString(m.host)
+    self.via = wireString(m.via)
+    self.state = CommandState(rawValue: wireEnumRaw(m.state))
+    self.reason = wireString(m.reason)
+    self.exitCode = m.exit_code.map { $0.pointee.value }
+    self.signal = m.signal.map { $0.pointee.value }
+    self.dispatchedAtUnixMs = m.dispatched_at_unix_ms
+    self.startedAtUnixMs = m.started_at_unix_ms
+    self.finishedAtUnixMs = m.finished_at_unix_ms
+    self.truncated = m.truncated != 0
+    self.outputBytes = m.output_bytes
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__CommandHostStatus {
+    var m = Mirrorstage__V1__CommandHostStatus()
+    mirrorstage__v1__command_host_status__init(&m)
+    m.host = a.string(host)
+    m.via = a.string(via)
+    m.state = wireCEnum(state.rawValue)
+    m.reason = a.string(reason)
+    if let v = exitCode {
+      let w = a.allocate(Google__Protobuf__Int32Value.self)
+      google__protobuf__int32_value__init(w)
+      w.pointee.value = v
+      m.exit_code = w
+    }
+    if let v = signal {
+      let w = a.allocate(Google__Protobuf__Int32Value.self)
+      google__protobuf__int32_value__init(w)
+      w.pointee.value = v
+      m.signal = w
+    }
+    m.dispatched_at_unix_ms = dispatchedAtUnixMs
+    m.started_at_unix_ms = startedAtUnixMs
+    m.finished_at_unix_ms = finishedAtUnixMs
+    m.truncated = truncated ? 1 : 0
+    m.output_bytes = outputBytes
+    return m
+  }
+}
+
+/// `mirrorstage.v1.CommandRecord`.
+public struct CommandRecord: WireMessage {
+  public static let fullName = "mirrorstage.v1.CommandRecord"
+  public var request: CommandRequest?
+  public var state: CommandState
+  public var reason: String
+  public var hosts: [CommandHostStatus]
+  public var updatedAtUnixMs: Int64
+  public init(request: CommandRequest? = nil, state: CommandState = CommandState(rawValue: 0), reason: String = "", hosts: [CommandHostStatus] = [], updatedAtUnixMs: Int64 = 0) {
+    self.request = request
+    self.state = state
+    self.reason = reason
+    self.hosts = hosts
+    self.updatedAtUnixMs = updatedAtUnixMs
+  }
+}
+
+extension CommandRecord: CBridged {
+  typealias CStruct = Mirrorstage__V1__CommandRecord
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandRecord>) -> Int { mirrorstage__v1__command_record__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandRecord>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_record__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandRecord>? { mirrorstage__v1__command_record__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__CommandRecord) {
+    self.request = m.request.map { CommandRequest(c: $0.pointee) }
+    self.state = CommandState(rawValue: wireEnumRaw(m.state))
+    self.reason = wireString(m.reason)
+    self.hosts = wireArray(m.hosts, m.n_hosts) { CommandHostStatus(c: $0!.pointee) }
+    self.updatedAtUnixMs = m.updated_at_unix_ms
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__CommandRecord {
+    var m = Mirrorstage__V1__CommandRecord()
+    mirrorstage__v1__command_record__init(&m)
+    if let v = request { m.request = a.store(v.cValue(a)) }
+    m.state = wireCEnum(state.rawValue)
+    m.reason = a.string(reason)
+    m.n_hosts = hosts.count
+    m.hosts = a.array(hosts) { Optional(a.store($0.cValue(a))) }
+    m.updated_at_unix_ms = updatedAtUnixMs
+    return m
+  }
+}
+
+/// `mirrorstage.v1.GetCommandRequest`.
+public struct GetCommandRequest: WireMessage {
+  public static let fullName = "mirrorstage.v1.GetCommandRequest"
+  public var id: String
+  public var withOutput: Bool
+  public init(id: String = "", withOutput: Bool = false) {
+    self.id = id
+    self.withOutput = withOutput
+  }
+}
+
+extension GetCommandRequest: CBridged {
+  typealias CStruct = Mirrorstage__V1__GetCommandRequest
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__GetCommandRequest>) -> Int { mirrorstage__v1__get_command_request__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__GetCommandRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__get_command_request__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__GetCommandRequest>? { mirrorstage__v1__get_command_request__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__GetCommandRequest) {
+    self.id = wireString(m.id)
+    self.withOutput = m.with_output != 0
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__GetCommandRequest {
+    var m = Mirrorstage__V1__GetCommandRequest()
+    mirrorstage__v1__get_command_request__init(&m)
+    m.id = a.string(id)
+    m.with_output = withOutput ? 1 : 0
+    return m
+  }
+}
+
+/// `mirrorstage.v1.CommandRecordWithOutput`.
+public struct CommandRecordWithOutput: WireMessage {
+  public static let fullName = "mirrorstage.v1.CommandRecordWithOutput"
+  public var record: CommandRecord?
+  public var output: [CommandOutput]
+  public init(record: CommandRecord? = nil, output: [CommandOutput] = []) {
+    self.record = record
+    self.output = output
+  }
+}
+
+extension CommandRecordWithOutput: CBridged {
+  typealias CStruct = Mirrorstage__V1__CommandRecordWithOutput
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__CommandRecordWithOutput>) -> Int { mirrorstage__v1__command_record_with_output__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__CommandRecordWithOutput>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__command_record_with_output__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__CommandRecordWithOutput>? { mirrorstage__v1__command_record_with_output__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__CommandRecordWithOutput) {
+    self.record = m.record.map { CommandRecord(c: $0.pointee) }
+    self.output = wireArray(m.output, m.n_output) { CommandOutput(c: $0!.pointee) }
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__CommandRecordWithOutput {
+    var m = Mirrorstage__V1__CommandRecordWithOutput()
+    mirrorstage__v1__command_record_with_output__init(&m)
+    if let v = record { m.record = a.store(v.cValue(a)) }
+    m.n_output = output.count
+    m.output = a.array(output) { Optional(a.store($0.cValue(a))) }
+    return m
+  }
+}
+
+/// `mirrorstage.v1.ListCommandsRequest`.
+public struct ListCommandsRequest: WireMessage {
+  public static let fullName = "mirrorstage.v1.ListCommandsRequest"
+  public var host: String
+  public var requester: String
+  public var state: CommandState
+  public var sinceUnixMs: Int64
+  public var untilUnixMs: Int64
+  public var limit: UInt32
+  public init(host: String = "", requester: String = "", state: CommandState = CommandState(rawValue: 0), sinceUnixMs: Int64 = 0, untilUnixMs: Int64 = 0, limit: UInt32 = 0) {
+    self.host = host
+    self.requester = requester
+    self.state = state
+    self.sinceUnixMs = sinceUnixMs
+    self.untilUnixMs = untilUnixMs
+    self.limit = limit
+  }
+}
+
+extension ListCommandsRequest: CBridged {
+  typealias CStruct = Mirrorstage__V1__ListCommandsRequest
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__ListCommandsRequest>) -> Int { mirrorstage__v1__list_commands_request__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__ListCommandsRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__list_commands_request__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__ListCommandsRequest>? { mirrorstage__v1__list_commands_request__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__ListCommandsRequest) {
+    self.host = wireString(m.host)
+    self.requester = wireString(m.requester)
+    self.state = CommandState(rawValue: wireEnumRaw(m.state))
+    self.sinceUnixMs = m.since_unix_ms
+    self.untilUnixMs = m.until_unix_ms
+    self.limit = m.limit
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__ListCommandsRequest {
+    var m = Mirrorstage__V1__ListCommandsRequest()
+    mirrorstage__v1__list_commands_request__init(&m)
+    m.host = a.string(host)
+    m.requester = a.string(requester)
+    m.state = wireCEnum(state.rawValue)
+    m.since_unix_ms = sinceUnixMs
+    m.until_unix_ms = untilUnixMs
+    m.limit = limit
+    return m
+  }
+}
+
+/// `mirrorstage.v1.ListCommandsResponse`.
+public struct ListCommandsResponse: WireMessage {
+  public static let fullName = "mirrorstage.v1.ListCommandsResponse"
+  public var commands: [CommandRecord]
+  public init(commands: [CommandRecord] = []) {
+    self.commands = commands
+  }
+}
+
+extension ListCommandsResponse: CBridged {
+  typealias CStruct = Mirrorstage__V1__ListCommandsResponse
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__ListCommandsResponse>) -> Int { mirrorstage__v1__list_commands_response__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__ListCommandsResponse>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__list_commands_response__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__ListCommandsResponse>? { mirrorstage__v1__list_commands_response__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__ListCommandsResponse) {
+    self.commands = wireArray(m.commands, m.n_commands) { CommandRecord(c: $0!.pointee) }
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__ListCommandsResponse {
+    var m = Mirrorstage__V1__ListCommandsResponse()
+    mirrorstage__v1__list_commands_response__init(&m)
+    m.n_commands = commands.count
+    m.commands = a.array(commands) { Optional(a.store($0.cValue(a))) }
+    return m
+  }
+}

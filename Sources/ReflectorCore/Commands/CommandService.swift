@@ -93,6 +93,10 @@ public final class CommandService: Service, Sendable {
       case .success(let argv):
         executed.increment()
         log.info("running", metadata: ["argv": "\(argv)", "requester": "\(body.requester)"])
+        // Tell the router it started (its timeout counts from here).
+        await publishResult(
+          CommandResult(commandId: body.commandId, host: host, state: .running, startedAtUnixMs: now),
+          connection: connection)
         let result = await run(body, argv: argv, message: message, connection: connection)
         await publishResult(result, connection: connection)
         log.info("finished", metadata: ["state": "\(result.state)", "reason": "\(result.reason)"])
@@ -141,8 +145,11 @@ public final class CommandService: Service, Sendable {
     // refusal has its own (a replay's refusal must not vanish as a
     // duplicate of the original run's result).
     let msgID =
-      result.state == .rejected
-      ? "\(result.commandId):\(host):rejected:\(UUID().uuidString)" : "\(result.commandId):\(host):result"
+      switch result.state {
+      case .rejected: "\(result.commandId):\(host):rejected:\(UUID().uuidString)"
+      case .running: "\(result.commandId):\(host):started"
+      default: "\(result.commandId):\(host):result"
+      }
     for attempt in 0..<5 {
       do {
         _ = try await connection.jetStreamPublish(Subjects.commandsResult(host), result, msgID: msgID)

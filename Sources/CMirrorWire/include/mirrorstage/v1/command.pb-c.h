@@ -25,6 +25,12 @@ typedef struct Mirrorstage__V1__CommandDispatch Mirrorstage__V1__CommandDispatch
 typedef struct Mirrorstage__V1__CommandOutput Mirrorstage__V1__CommandOutput;
 typedef struct Mirrorstage__V1__CommandResult Mirrorstage__V1__CommandResult;
 typedef struct Mirrorstage__V1__SubmitCommandResponse Mirrorstage__V1__SubmitCommandResponse;
+typedef struct Mirrorstage__V1__CommandHostStatus Mirrorstage__V1__CommandHostStatus;
+typedef struct Mirrorstage__V1__CommandRecord Mirrorstage__V1__CommandRecord;
+typedef struct Mirrorstage__V1__GetCommandRequest Mirrorstage__V1__GetCommandRequest;
+typedef struct Mirrorstage__V1__CommandRecordWithOutput Mirrorstage__V1__CommandRecordWithOutput;
+typedef struct Mirrorstage__V1__ListCommandsRequest Mirrorstage__V1__ListCommandsRequest;
+typedef struct Mirrorstage__V1__ListCommandsResponse Mirrorstage__V1__ListCommandsResponse;
 
 
 /* --- enums --- */
@@ -241,6 +247,111 @@ struct  Mirrorstage__V1__SubmitCommandResponse
     , (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__COMMAND_STATE__COMMAND_STATE_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string }
 
 
+/*
+ * Where a command is on one of its hosts.
+ */
+struct  Mirrorstage__V1__CommandHostStatus
+{
+  ProtobufCMessage base;
+  char *host;
+  /*
+   * The host the dispatch went to (an awake neighbour for Wake-on-LAN).
+   */
+  char *via;
+  Mirrorstage__V1__CommandState state;
+  char *reason;
+  Google__Protobuf__Int32Value *exit_code;
+  Google__Protobuf__Int32Value *signal;
+  int64_t dispatched_at_unix_ms;
+  int64_t started_at_unix_ms;
+  int64_t finished_at_unix_ms;
+  protobuf_c_boolean truncated;
+  uint64_t output_bytes;
+};
+#define MIRRORSTAGE__V1__COMMAND_HOST_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__command_host_status__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__COMMAND_STATE__COMMAND_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, NULL, 0, 0, 0, 0, 0 }
+
+
+/*
+ * A command as the audit trail has it.
+ */
+struct  Mirrorstage__V1__CommandRecord
+{
+  ProtobufCMessage base;
+  Mirrorstage__V1__CommandRequest *request;
+  Mirrorstage__V1__CommandState state;
+  char *reason;
+  size_t n_hosts;
+  Mirrorstage__V1__CommandHostStatus **hosts;
+  int64_t updated_at_unix_ms;
+};
+#define MIRRORSTAGE__V1__COMMAND_RECORD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__command_record__descriptor) \
+    , NULL, MIRRORSTAGE__V1__COMMAND_STATE__COMMAND_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+
+
+/*
+ * commands.get request; the reply is a CommandRecord or RpcError "not_found".
+ */
+struct  Mirrorstage__V1__GetCommandRequest
+{
+  ProtobufCMessage base;
+  char *id;
+  /*
+   * Also return the stored output, in order.
+   */
+  protobuf_c_boolean with_output;
+};
+#define MIRRORSTAGE__V1__GET_COMMAND_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__get_command_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * commands.get with output: the record and its chunks.
+ */
+struct  Mirrorstage__V1__CommandRecordWithOutput
+{
+  ProtobufCMessage base;
+  Mirrorstage__V1__CommandRecord *record;
+  size_t n_output;
+  Mirrorstage__V1__CommandOutput **output;
+};
+#define MIRRORSTAGE__V1__COMMAND_RECORD_WITH_OUTPUT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__command_record_with_output__descriptor) \
+    , NULL, 0,NULL }
+
+
+/*
+ * commands.list request: newest first.
+ */
+struct  Mirrorstage__V1__ListCommandsRequest
+{
+  ProtobufCMessage base;
+  char *host;
+  char *requester;
+  Mirrorstage__V1__CommandState state;
+  int64_t since_unix_ms;
+  int64_t until_unix_ms;
+  uint32_t limit;
+};
+#define MIRRORSTAGE__V1__LIST_COMMANDS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__list_commands_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__COMMAND_STATE__COMMAND_STATE_UNSPECIFIED, 0, 0, 0 }
+
+
+struct  Mirrorstage__V1__ListCommandsResponse
+{
+  ProtobufCMessage base;
+  size_t n_commands;
+  Mirrorstage__V1__CommandRecord **commands;
+};
+#define MIRRORSTAGE__V1__LIST_COMMANDS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__list_commands_response__descriptor) \
+    , 0,NULL }
+
+
 /* Mirrorstage__V1__CommandTarget methods */
 void   mirrorstage__v1__command_target__init
                      (Mirrorstage__V1__CommandTarget         *message);
@@ -393,6 +504,120 @@ Mirrorstage__V1__SubmitCommandResponse *
 void   mirrorstage__v1__submit_command_response__free_unpacked
                      (Mirrorstage__V1__SubmitCommandResponse *message,
                       ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__CommandHostStatus methods */
+void   mirrorstage__v1__command_host_status__init
+                     (Mirrorstage__V1__CommandHostStatus         *message);
+size_t mirrorstage__v1__command_host_status__get_packed_size
+                     (const Mirrorstage__V1__CommandHostStatus   *message);
+size_t mirrorstage__v1__command_host_status__pack
+                     (const Mirrorstage__V1__CommandHostStatus   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__command_host_status__pack_to_buffer
+                     (const Mirrorstage__V1__CommandHostStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__CommandHostStatus *
+       mirrorstage__v1__command_host_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__command_host_status__free_unpacked
+                     (Mirrorstage__V1__CommandHostStatus *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__CommandRecord methods */
+void   mirrorstage__v1__command_record__init
+                     (Mirrorstage__V1__CommandRecord         *message);
+size_t mirrorstage__v1__command_record__get_packed_size
+                     (const Mirrorstage__V1__CommandRecord   *message);
+size_t mirrorstage__v1__command_record__pack
+                     (const Mirrorstage__V1__CommandRecord   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__command_record__pack_to_buffer
+                     (const Mirrorstage__V1__CommandRecord   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__CommandRecord *
+       mirrorstage__v1__command_record__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__command_record__free_unpacked
+                     (Mirrorstage__V1__CommandRecord *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__GetCommandRequest methods */
+void   mirrorstage__v1__get_command_request__init
+                     (Mirrorstage__V1__GetCommandRequest         *message);
+size_t mirrorstage__v1__get_command_request__get_packed_size
+                     (const Mirrorstage__V1__GetCommandRequest   *message);
+size_t mirrorstage__v1__get_command_request__pack
+                     (const Mirrorstage__V1__GetCommandRequest   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__get_command_request__pack_to_buffer
+                     (const Mirrorstage__V1__GetCommandRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__GetCommandRequest *
+       mirrorstage__v1__get_command_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__get_command_request__free_unpacked
+                     (Mirrorstage__V1__GetCommandRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__CommandRecordWithOutput methods */
+void   mirrorstage__v1__command_record_with_output__init
+                     (Mirrorstage__V1__CommandRecordWithOutput         *message);
+size_t mirrorstage__v1__command_record_with_output__get_packed_size
+                     (const Mirrorstage__V1__CommandRecordWithOutput   *message);
+size_t mirrorstage__v1__command_record_with_output__pack
+                     (const Mirrorstage__V1__CommandRecordWithOutput   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__command_record_with_output__pack_to_buffer
+                     (const Mirrorstage__V1__CommandRecordWithOutput   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__CommandRecordWithOutput *
+       mirrorstage__v1__command_record_with_output__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__command_record_with_output__free_unpacked
+                     (Mirrorstage__V1__CommandRecordWithOutput *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__ListCommandsRequest methods */
+void   mirrorstage__v1__list_commands_request__init
+                     (Mirrorstage__V1__ListCommandsRequest         *message);
+size_t mirrorstage__v1__list_commands_request__get_packed_size
+                     (const Mirrorstage__V1__ListCommandsRequest   *message);
+size_t mirrorstage__v1__list_commands_request__pack
+                     (const Mirrorstage__V1__ListCommandsRequest   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__list_commands_request__pack_to_buffer
+                     (const Mirrorstage__V1__ListCommandsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__ListCommandsRequest *
+       mirrorstage__v1__list_commands_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__list_commands_request__free_unpacked
+                     (Mirrorstage__V1__ListCommandsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__ListCommandsResponse methods */
+void   mirrorstage__v1__list_commands_response__init
+                     (Mirrorstage__V1__ListCommandsResponse         *message);
+size_t mirrorstage__v1__list_commands_response__get_packed_size
+                     (const Mirrorstage__V1__ListCommandsResponse   *message);
+size_t mirrorstage__v1__list_commands_response__pack
+                     (const Mirrorstage__V1__ListCommandsResponse   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__list_commands_response__pack_to_buffer
+                     (const Mirrorstage__V1__ListCommandsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__ListCommandsResponse *
+       mirrorstage__v1__list_commands_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__list_commands_response__free_unpacked
+                     (Mirrorstage__V1__ListCommandsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Mirrorstage__V1__CommandTarget_Closure)
@@ -419,6 +644,24 @@ typedef void (*Mirrorstage__V1__CommandResult_Closure)
 typedef void (*Mirrorstage__V1__SubmitCommandResponse_Closure)
                  (const Mirrorstage__V1__SubmitCommandResponse *message,
                   void *closure_data);
+typedef void (*Mirrorstage__V1__CommandHostStatus_Closure)
+                 (const Mirrorstage__V1__CommandHostStatus *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__CommandRecord_Closure)
+                 (const Mirrorstage__V1__CommandRecord *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__GetCommandRequest_Closure)
+                 (const Mirrorstage__V1__GetCommandRequest *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__CommandRecordWithOutput_Closure)
+                 (const Mirrorstage__V1__CommandRecordWithOutput *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__ListCommandsRequest_Closure)
+                 (const Mirrorstage__V1__ListCommandsRequest *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__ListCommandsResponse_Closure)
+                 (const Mirrorstage__V1__ListCommandsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -437,6 +680,12 @@ extern const ProtobufCMessageDescriptor mirrorstage__v1__command_dispatch__descr
 extern const ProtobufCMessageDescriptor mirrorstage__v1__command_output__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__command_result__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__submit_command_response__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__command_host_status__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__command_record__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__get_command_request__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__command_record_with_output__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__list_commands_request__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__list_commands_response__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -367,6 +367,276 @@ void   mirrorstage__v1__submit_command_response__free_unpacked
   assert(message->base.descriptor == &mirrorstage__v1__submit_command_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mirrorstage__v1__command_host_status__init
+                     (Mirrorstage__V1__CommandHostStatus         *message)
+{
+  static const Mirrorstage__V1__CommandHostStatus init_value = MIRRORSTAGE__V1__COMMAND_HOST_STATUS__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__command_host_status__get_packed_size
+                     (const Mirrorstage__V1__CommandHostStatus *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_host_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__command_host_status__pack
+                     (const Mirrorstage__V1__CommandHostStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_host_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__command_host_status__pack_to_buffer
+                     (const Mirrorstage__V1__CommandHostStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_host_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__CommandHostStatus *
+       mirrorstage__v1__command_host_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__CommandHostStatus *)
+     protobuf_c_message_unpack (&mirrorstage__v1__command_host_status__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__command_host_status__free_unpacked
+                     (Mirrorstage__V1__CommandHostStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__command_host_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__command_record__init
+                     (Mirrorstage__V1__CommandRecord         *message)
+{
+  static const Mirrorstage__V1__CommandRecord init_value = MIRRORSTAGE__V1__COMMAND_RECORD__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__command_record__get_packed_size
+                     (const Mirrorstage__V1__CommandRecord *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_record__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__command_record__pack
+                     (const Mirrorstage__V1__CommandRecord *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_record__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__command_record__pack_to_buffer
+                     (const Mirrorstage__V1__CommandRecord *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_record__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__CommandRecord *
+       mirrorstage__v1__command_record__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__CommandRecord *)
+     protobuf_c_message_unpack (&mirrorstage__v1__command_record__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__command_record__free_unpacked
+                     (Mirrorstage__V1__CommandRecord *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__command_record__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__get_command_request__init
+                     (Mirrorstage__V1__GetCommandRequest         *message)
+{
+  static const Mirrorstage__V1__GetCommandRequest init_value = MIRRORSTAGE__V1__GET_COMMAND_REQUEST__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__get_command_request__get_packed_size
+                     (const Mirrorstage__V1__GetCommandRequest *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__get_command_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__get_command_request__pack
+                     (const Mirrorstage__V1__GetCommandRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__get_command_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__get_command_request__pack_to_buffer
+                     (const Mirrorstage__V1__GetCommandRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__get_command_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__GetCommandRequest *
+       mirrorstage__v1__get_command_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__GetCommandRequest *)
+     protobuf_c_message_unpack (&mirrorstage__v1__get_command_request__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__get_command_request__free_unpacked
+                     (Mirrorstage__V1__GetCommandRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__get_command_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__command_record_with_output__init
+                     (Mirrorstage__V1__CommandRecordWithOutput         *message)
+{
+  static const Mirrorstage__V1__CommandRecordWithOutput init_value = MIRRORSTAGE__V1__COMMAND_RECORD_WITH_OUTPUT__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__command_record_with_output__get_packed_size
+                     (const Mirrorstage__V1__CommandRecordWithOutput *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_record_with_output__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__command_record_with_output__pack
+                     (const Mirrorstage__V1__CommandRecordWithOutput *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_record_with_output__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__command_record_with_output__pack_to_buffer
+                     (const Mirrorstage__V1__CommandRecordWithOutput *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__command_record_with_output__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__CommandRecordWithOutput *
+       mirrorstage__v1__command_record_with_output__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__CommandRecordWithOutput *)
+     protobuf_c_message_unpack (&mirrorstage__v1__command_record_with_output__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__command_record_with_output__free_unpacked
+                     (Mirrorstage__V1__CommandRecordWithOutput *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__command_record_with_output__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__list_commands_request__init
+                     (Mirrorstage__V1__ListCommandsRequest         *message)
+{
+  static const Mirrorstage__V1__ListCommandsRequest init_value = MIRRORSTAGE__V1__LIST_COMMANDS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__list_commands_request__get_packed_size
+                     (const Mirrorstage__V1__ListCommandsRequest *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_commands_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__list_commands_request__pack
+                     (const Mirrorstage__V1__ListCommandsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_commands_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__list_commands_request__pack_to_buffer
+                     (const Mirrorstage__V1__ListCommandsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_commands_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__ListCommandsRequest *
+       mirrorstage__v1__list_commands_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__ListCommandsRequest *)
+     protobuf_c_message_unpack (&mirrorstage__v1__list_commands_request__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__list_commands_request__free_unpacked
+                     (Mirrorstage__V1__ListCommandsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__list_commands_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__list_commands_response__init
+                     (Mirrorstage__V1__ListCommandsResponse         *message)
+{
+  static const Mirrorstage__V1__ListCommandsResponse init_value = MIRRORSTAGE__V1__LIST_COMMANDS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__list_commands_response__get_packed_size
+                     (const Mirrorstage__V1__ListCommandsResponse *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_commands_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__list_commands_response__pack
+                     (const Mirrorstage__V1__ListCommandsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_commands_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__list_commands_response__pack_to_buffer
+                     (const Mirrorstage__V1__ListCommandsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_commands_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__ListCommandsResponse *
+       mirrorstage__v1__list_commands_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__ListCommandsResponse *)
+     protobuf_c_message_unpack (&mirrorstage__v1__list_commands_response__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__list_commands_response__free_unpacked
+                     (Mirrorstage__V1__ListCommandsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__list_commands_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor mirrorstage__v1__command_target__field_descriptors[4] =
 {
   {
@@ -1254,6 +1524,507 @@ const ProtobufCMessageDescriptor mirrorstage__v1__submit_command_response__descr
   mirrorstage__v1__submit_command_response__field_indices_by_name,
   1,  mirrorstage__v1__submit_command_response__number_ranges,
   (ProtobufCMessageInit) mirrorstage__v1__submit_command_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__command_host_status__field_descriptors[11] =
+{
+  {
+    "host",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, host),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "via",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, via),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, state),
+    &mirrorstage__v1__command_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exit_code",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, exit_code),
+    &google__protobuf__int32_value__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "signal",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, signal),
+    &google__protobuf__int32_value__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dispatched_at_unix_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, dispatched_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started_at_unix_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, started_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "finished_at_unix_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, finished_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "truncated",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, truncated),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "output_bytes",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandHostStatus, output_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__command_host_status__field_indices_by_name[] = {
+  6,   /* field[6] = dispatched_at_unix_ms */
+  4,   /* field[4] = exit_code */
+  8,   /* field[8] = finished_at_unix_ms */
+  0,   /* field[0] = host */
+  10,   /* field[10] = output_bytes */
+  3,   /* field[3] = reason */
+  5,   /* field[5] = signal */
+  7,   /* field[7] = started_at_unix_ms */
+  2,   /* field[2] = state */
+  9,   /* field[9] = truncated */
+  1,   /* field[1] = via */
+};
+static const ProtobufCIntRange mirrorstage__v1__command_host_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__command_host_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.CommandHostStatus",
+  "CommandHostStatus",
+  "Mirrorstage__V1__CommandHostStatus",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__CommandHostStatus),
+  11,
+  mirrorstage__v1__command_host_status__field_descriptors,
+  mirrorstage__v1__command_host_status__field_indices_by_name,
+  1,  mirrorstage__v1__command_host_status__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__command_host_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__command_record__field_descriptors[5] =
+{
+  {
+    "request",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandRecord, request),
+    &mirrorstage__v1__command_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandRecord, state),
+    &mirrorstage__v1__command_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandRecord, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hosts",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mirrorstage__V1__CommandRecord, n_hosts),
+    offsetof(Mirrorstage__V1__CommandRecord, hosts),
+    &mirrorstage__v1__command_host_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updated_at_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandRecord, updated_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__command_record__field_indices_by_name[] = {
+  3,   /* field[3] = hosts */
+  2,   /* field[2] = reason */
+  0,   /* field[0] = request */
+  1,   /* field[1] = state */
+  4,   /* field[4] = updated_at_unix_ms */
+};
+static const ProtobufCIntRange mirrorstage__v1__command_record__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__command_record__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.CommandRecord",
+  "CommandRecord",
+  "Mirrorstage__V1__CommandRecord",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__CommandRecord),
+  5,
+  mirrorstage__v1__command_record__field_descriptors,
+  mirrorstage__v1__command_record__field_indices_by_name,
+  1,  mirrorstage__v1__command_record__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__command_record__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__get_command_request__field_descriptors[2] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__GetCommandRequest, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "with_output",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__GetCommandRequest, with_output),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__get_command_request__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+  1,   /* field[1] = with_output */
+};
+static const ProtobufCIntRange mirrorstage__v1__get_command_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__get_command_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.GetCommandRequest",
+  "GetCommandRequest",
+  "Mirrorstage__V1__GetCommandRequest",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__GetCommandRequest),
+  2,
+  mirrorstage__v1__get_command_request__field_descriptors,
+  mirrorstage__v1__get_command_request__field_indices_by_name,
+  1,  mirrorstage__v1__get_command_request__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__get_command_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__command_record_with_output__field_descriptors[2] =
+{
+  {
+    "record",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandRecordWithOutput, record),
+    &mirrorstage__v1__command_record__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "output",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mirrorstage__V1__CommandRecordWithOutput, n_output),
+    offsetof(Mirrorstage__V1__CommandRecordWithOutput, output),
+    &mirrorstage__v1__command_output__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__command_record_with_output__field_indices_by_name[] = {
+  1,   /* field[1] = output */
+  0,   /* field[0] = record */
+};
+static const ProtobufCIntRange mirrorstage__v1__command_record_with_output__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__command_record_with_output__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.CommandRecordWithOutput",
+  "CommandRecordWithOutput",
+  "Mirrorstage__V1__CommandRecordWithOutput",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__CommandRecordWithOutput),
+  2,
+  mirrorstage__v1__command_record_with_output__field_descriptors,
+  mirrorstage__v1__command_record_with_output__field_indices_by_name,
+  1,  mirrorstage__v1__command_record_with_output__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__command_record_with_output__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__list_commands_request__field_descriptors[6] =
+{
+  {
+    "host",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListCommandsRequest, host),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requester",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListCommandsRequest, requester),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListCommandsRequest, state),
+    &mirrorstage__v1__command_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "since_unix_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListCommandsRequest, since_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "until_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListCommandsRequest, until_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListCommandsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__list_commands_request__field_indices_by_name[] = {
+  0,   /* field[0] = host */
+  5,   /* field[5] = limit */
+  1,   /* field[1] = requester */
+  3,   /* field[3] = since_unix_ms */
+  2,   /* field[2] = state */
+  4,   /* field[4] = until_unix_ms */
+};
+static const ProtobufCIntRange mirrorstage__v1__list_commands_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__list_commands_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.ListCommandsRequest",
+  "ListCommandsRequest",
+  "Mirrorstage__V1__ListCommandsRequest",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__ListCommandsRequest),
+  6,
+  mirrorstage__v1__list_commands_request__field_descriptors,
+  mirrorstage__v1__list_commands_request__field_indices_by_name,
+  1,  mirrorstage__v1__list_commands_request__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__list_commands_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__list_commands_response__field_descriptors[1] =
+{
+  {
+    "commands",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mirrorstage__V1__ListCommandsResponse, n_commands),
+    offsetof(Mirrorstage__V1__ListCommandsResponse, commands),
+    &mirrorstage__v1__command_record__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__list_commands_response__field_indices_by_name[] = {
+  0,   /* field[0] = commands */
+};
+static const ProtobufCIntRange mirrorstage__v1__list_commands_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__list_commands_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.ListCommandsResponse",
+  "ListCommandsResponse",
+  "Mirrorstage__V1__ListCommandsResponse",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__ListCommandsResponse),
+  1,
+  mirrorstage__v1__list_commands_response__field_descriptors,
+  mirrorstage__v1__list_commands_response__field_indices_by_name,
+  1,  mirrorstage__v1__list_commands_response__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__list_commands_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue mirrorstage__v1__target_kind__enum_values_by_number[5] =

@@ -1,0 +1,364 @@
+public import Crypto
+import Foundation
+public import Logging
+import Metrics
+public import MirrorBus
+public import MirrorService
+public import MirrorStore
+public import MirrorWire
+public import ServiceLifecycle
+
+/// The CommandRouter: takes `CommandRequest`s (on `commands.pending`, or
+/// `commands.submit` which answers at once), verifies who asks, authorises,
+/// resolves the targets, records everything, and fans out one signed
+/// `CommandDispatch` per host. It follows the results on
+/// `commands.result.>` (a host may only speak for commands sent to it),
+/// expires and times out what goes quiet, answers `commands.get` and
+/// `commands.list`, and moves old audit rows to the archive.
+public final class CommandRouter: Service, Sendable {
+  public struct Settings: Sendable {
+    public var keyID = "router"
+    public var defaultTimeout: Duration = .seconds(60)
+    public var defaultDeadline: Duration = .seconds(300)
+    /// How long past its timeout a running command may stay silent.
+    public var grace: Duration = .seconds(30)
+    /// How far a request's submission time may be from now.
+    public var maxSkew: Duration = .seconds(600)
+    public var auditRetention: Duration = .seconds(30 * 86_400)
+    public var sweepInterval: Duration = .seconds(1)
+    public init() {}
+  }
+
+  private let settings: Settings
+  /// The raw 32-byte seed (swift-crypto's key type is not Sendable).
+  private let signingSeed: Data
+  private let bus: BusService
+  private let database: PostgresClient
+  private let logger: Logger
+  private let forged = Counter(label: "router_forged_results_total")
+  private let dispatched = Counter(label: "router_dispatches_total")
+
+  public init(
+    settings: Settings, signingKey: Curve25519.Signing.PrivateKey, bus: BusService, database: PostgresClient,
+    logger: Logger
+  ) {
+    self.settings = settings
+    signingSeed = signingKey.rawRepresentation
+    self.bus = bus
+    self.database = database
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    guard let connection = try? await bus.connection() else { return }
+    let rpc = try [Subjects.commandsSubmit, Subjects.commandsGet, Subjects.commandsList].map {
+      try connection.subscribe($0, queueGroup: "command-router")
+    }
+    await cancelWhenGracefulShutdown {
+      await self.redispatchRecorded(connection)
+      await withTaskGroup(of: Void.self) { group in
+        for subscription in rpc {
+          group.addTask { for await m in subscription { await self.answer(m, connection: connection) } }
+        }
+        group.addTask { await self.pendingLoop(connection) }
+        group.addTask { await self.resultsLoop(connection) }
+        group.addTask { await self.housekeeping() }
+      }
+    }
+  }
+
+  // MARK: Submitting
+
+  /// Handles one request end to end; the reply says what became of it.
+  public func submit(_ request: CommandRequest, connection: BusConnection, fallbackID: String? = nil) async
+    -> SubmitCommandResponse
+  {
+    let signed = request
+    var r = request
+    if r.id.isEmpty { r.id = fallbackID ?? UUID().uuidString.lowercased() }
+    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    if r.timeoutMs == 0 { r.timeoutMs = UInt32(settings.defaultTimeout.components.seconds * 1000) }
+    if r.deadlineUnixMs == 0 { r.deadlineUnixMs = now + settings.defaultDeadline.components.seconds * 1000 }
+    let request = r
+    let maxSkewMs = settings.maxSkew.components.seconds * 1000
+    let log = logger
+    let planned: Result<[(host: String, via: String)], Refusal>
+    do {
+      planned = try await database.withConnection { conn in
+        try conn.transaction { conn -> Result<[(host: String, via: String)], Refusal> in
+          if try CommandStore.exists(request.id, on: conn) {
+            return .failure(Refusal(.unspecified, "duplicate", "command \(request.id) was submitted before"))
+          }
+          do {
+            let plan = try Self.plan(request, signed: signed, nowMs: now, maxSkewMs: maxSkewMs, on: conn)
+            try CommandStore.insert(request, state: .pending, reason: "", targets: plan, on: conn)
+            return .success(plan)
+          } catch let refusal as Refusal {
+            try CommandStore.insert(request, state: refusal.state, reason: refusal.description, targets: [], on: conn)
+            return .failure(refusal)
+          }
+        }
+      }
+    } catch {
+      log.warning("cannot record a command", metadata: ["command_id": "\(request.id)", "error": "\(error)"])
+      return SubmitCommandResponse(commandId: request.id, state: .unspecified, reason: "unavailable: \(error)")
+    }
+    switch planned {
+    case .failure(let refusal) where refusal.code == "duplicate":
+      let id = request.id
+      let record = try? await database.withConnection { try CommandStore.record(id, on: $0) }
+      return SubmitCommandResponse(
+        commandId: request.id, state: record?.state ?? .unspecified, hosts: record?.hosts.map(\.host) ?? [],
+        reason: refusal.description)
+    case .failure(let refusal):
+      Counter(label: "router_refused_total", dimensions: [("code", refusal.code)]).increment()
+      log.warning(
+        "command refused",
+        metadata: ["command_id": "\(request.id)", "requester": "\(request.requester)", "reason": "\(refusal)"])
+      return SubmitCommandResponse(commandId: request.id, state: refusal.state, reason: refusal.description)
+    case .success(let targets):
+      for t in targets { await dispatch(request, host: t.host, via: t.via, connection: connection) }
+      log.info(
+        "command dispatched",
+        metadata: [
+          "command_id": "\(request.id)", "requester": "\(request.operatorKeyId)", "hosts": "\(targets.map(\.host))",
+        ])
+      return SubmitCommandResponse(commandId: request.id, state: .dispatched, hosts: targets.map(\.host))
+    }
+  }
+
+  /// Who, what, where: the checks before anything is recorded as pending.
+  /// `signed` is the request as received (the signature covers that), `r`
+  /// the same with the router's defaults filled in.
+  static func plan(
+    _ r: CommandRequest, signed: CommandRequest, nowMs: Int64, maxSkewMs: Int64, on conn: PGConnection
+  ) throws -> [(host: String, via: String)] {
+    let (_, roles) = try Identity.verify(signed, on: conn)
+    if r.submittedAtUnixMs != 0, abs(nowMs - r.submittedAtUnixMs) > maxSkewMs {
+      throw Refusal(.rejected, "stale", "submitted \((nowMs - r.submittedAtUnixMs) / 1000) s from now")
+    }
+    guard r.deadlineUnixMs > nowMs else { throw Refusal(.expired, "expired", "the deadline has passed") }
+    guard let action = r.action, action.builtin != .none || !action.argv.isEmpty else {
+      throw Refusal(.rejected, "invalid_argument", "the request names no action")
+    }
+    let (hosts, unknown) = try CommandStore.resolve(r.target ?? CommandTarget(), on: conn)
+    guard unknown.isEmpty else {
+      throw Refusal(.rejected, "unknown_host", "not in the registry: \(unknown.joined(separator: ", "))")
+    }
+    guard !hosts.isEmpty else { throw Refusal(.rejected, "no_targets", "the target matches no host") }
+    try Authorizer.authorize(roles: roles, action: action, hosts: hosts.map(\.name), on: conn)
+    guard action.builtin == .wakeOnLan else { return hosts.map { ($0.name, $0.name) } }
+    // Wake-on-LAN goes through an awake reflector, on the same network if
+    // there is one.
+    let awake = try CommandStore.resolve(CommandTarget(kind: .all), on: conn).hosts.filter(\.online)
+    return try hosts.map { target in
+      guard !target.macs.isEmpty || !action.mac.isEmpty else {
+        throw Refusal(.rejected, "no_mac", "\(target.name) has no known MAC address")
+      }
+      let candidates = awake.filter { $0.name != target.name }
+      let sameNetwork = candidates.first { c in
+        c.addresses.contains { a in target.addresses.contains { Self.sameSlash24(a, $0) } }
+      }
+      guard let relay = sameNetwork ?? candidates.first else {
+        throw Refusal(.rejected, "no_relay", "no awake host to send the Wake-on-LAN packet for \(target.name)")
+      }
+      return (target.name, relay.name)
+    }
+  }
+
+  static func sameSlash24(_ a: String, _ b: String) -> Bool {
+    let pa = a.split(separator: ".")
+    let pb = b.split(separator: ".")
+    return pa.count == 4 && pb.count == 4 && pa.prefix(3) == pb.prefix(3)
+  }
+
+  /// Signs and publishes the dispatch of one host, then marks it
+  /// dispatched. The message id makes a repeat (after a restart) a no-op.
+  func dispatch(_ r: CommandRequest, host: String, via: String, connection: BusConnection) async {
+    var action = r.action ?? CommandAction()
+    if action.builtin == .wakeOnLan, action.mac.isEmpty {
+      let macs = try? await database.withConnection { conn in
+        try CommandStore.resolve(CommandTarget(kind: .hosts, hosts: [host]), on: conn).hosts.first?.macs ?? []
+      }
+      action.mac = macs?.first ?? ""
+    }
+    let body = CommandDispatchBody(
+      commandId: r.id, host: via, action: action, timeoutMs: r.timeoutMs, deadlineUnixMs: r.deadlineUnixMs,
+      issuedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000),
+      requester: r.requester.isEmpty
+        ? r.operatorKeyId : r.requester, outputLimitBytes: r.outputLimitBytes)
+    let bytes = body.encode()
+    do {
+      let key = try Curve25519.Signing.PrivateKey(rawRepresentation: signingSeed)
+      let dispatch = CommandDispatch(
+        body: bytes, signature: [UInt8](try key.signature(for: bytes)), keyId: settings.keyID)
+      _ = try await connection.jetStreamPublish(Subjects.commandsDispatch(via), dispatch, msgID: "\(r.id):\(host)")
+      dispatched.increment()
+      let id = r.id
+      try await database.withConnection { try CommandStore.markDispatched(id, host: host, on: $0) }
+    } catch {
+      // Stays pending: the next start (or the deadline) settles it.
+      logger.warning("cannot dispatch", metadata: ["command_id": "\(r.id)", "host": "\(host)", "error": "\(error)"])
+    }
+  }
+
+  /// After a restart: targets recorded but not yet dispatched go out now.
+  func redispatchRecorded(_ connection: BusConnection) async {
+    var waiting: [(request: CommandRequest, host: String, via: String)] = []
+    while !Task.isCancelled {
+      do {
+        waiting = try await database.withConnection { try CommandStore.undispatched(on: $0) }
+        break
+      } catch {
+        try? await Task.sleep(for: .seconds(1))
+      }
+    }
+    for w in waiting { await dispatch(w.request, host: w.host, via: w.via, connection: connection) }
+    if !waiting.isEmpty {
+      logger.info("dispatched what a previous run had recorded", metadata: ["count": "\(waiting.count)"])
+    }
+  }
+
+  // MARK: Consumers
+
+  private func pendingLoop(_ connection: BusConnection) async {
+    let config = ConsumerConfig(
+      durable: "ROUTER_PENDING", filterSubject: Subjects.commandsPending, ackWait: .seconds(60))
+    guard let consumer = await connection.pullConsumerRetrying(stream: Streams.commands.name, config, logger: logger)
+    else { return }
+    while !Task.isCancelled {
+      guard let messages = try? await consumer.fetch(batch: 16, timeout: .seconds(1)) else {
+        try? await Task.sleep(for: .milliseconds(500))
+        continue
+      }
+      for m in messages {
+        guard let request = try? CommandRequest(decoding: m.payload) else {
+          Counter(label: "router_refused_total", dimensions: [("code", "malformed")]).increment()
+          logger.warning("not a CommandRequest on commands.pending", metadata: ["bytes": "\(m.payload.count)"])
+          try? m.term()
+          continue
+        }
+        let reply = await submit(request, connection: connection, fallbackID: "pending-\(m.streamSequence)")
+        if reply.state == .unspecified, reply.reason.hasPrefix("unavailable") {
+          try? m.nak(delay: .seconds(2))
+        } else {
+          try? m.ack()
+        }
+      }
+    }
+  }
+
+  private func resultsLoop(_ connection: BusConnection) async {
+    let config = ConsumerConfig(durable: "ROUTER_RESULTS", filterSubject: "commands.result.>", ackWait: .seconds(30))
+    guard let consumer = await connection.pullConsumerRetrying(stream: Streams.commands.name, config, logger: logger)
+    else { return }
+    while !Task.isCancelled {
+      guard let messages = try? await consumer.fetch(batch: 200, timeout: .seconds(1)) else {
+        try? await Task.sleep(for: .milliseconds(500))
+        continue
+      }
+      for m in messages { await record(m) }
+    }
+  }
+
+  /// One message from `commands.result.<host>`: stored if that host was
+  /// sent the command; anything else is a forgery attempt.
+  func record(_ m: JetStreamMessage) async {
+    let via = String(m.subject.split(separator: ".").last ?? "")
+    enum Word: Sendable {
+      case output(CommandOutput)
+      case result(CommandResult)
+    }
+    let word: Word?
+    if m.mirrorType == CommandOutput.fullName {
+      word = (try? CommandOutput(decoding: m.payload)).map { .output($0) }
+    } else {
+      word = (try? CommandResult(decoding: m.payload)).map { .result($0) }
+    }
+    let claimedHost: String? =
+      switch word {
+      case .output(let o): o.host
+      case .result(let r): r.host
+      case nil: nil
+      }
+    guard let word, claimedHost == via else {
+      forgery(m, via: via, why: word == nil ? "undecodable payload" : "payload host differs from the subject")
+      return
+    }
+    do {
+      let accepted = try await database.withConnection { conn -> Bool in
+        switch word {
+        case .output(let o): try CommandStore.recordOutput(o, via: via, on: conn)
+        case .result(let r): try CommandStore.recordResult(r, via: via, on: conn)
+        }
+      }
+      if accepted {
+        try? m.ack()
+      } else {
+        forgery(m, via: via, why: "this host was never sent that command")
+      }
+    } catch {
+      logger.warning("cannot store a command result; will retry", metadata: ["error": "\(error)"])
+      try? m.nak(delay: .seconds(1))
+    }
+  }
+
+  private func forgery(_ m: JetStreamMessage, via: String, why: String) {
+    forged.increment()
+    logger.warning("forged or stray command result dropped", metadata: ["subject": "\(m.subject)", "why": "\(why)"])
+    try? m.term()
+  }
+
+  private func housekeeping() async {
+    var lastArchive = ContinuousClock.now - .seconds(3600)
+    let grace = settings.grace
+    let retentionMs = settings.auditRetention.components.seconds * 1000
+    while !Task.isCancelled {
+      do {
+        let changed = try await database.withConnection { try CommandStore.sweep(grace: grace, on: $0) }
+        if !changed.isEmpty { logger.info("commands expired or timed out", metadata: ["commands": "\(changed)"]) }
+        if ContinuousClock.now - lastArchive >= .seconds(3600) {
+          let cutoff = Int64(Date().timeIntervalSince1970 * 1000) - retentionMs
+          let moved = try await database.withConnection { try CommandStore.archive(before: cutoff, on: $0) }
+          if moved > 0 { logger.info("audit rows archived", metadata: ["commands": "\(moved)"]) }
+          lastArchive = .now
+        }
+      } catch {
+        logger.warning("command housekeeping failed; will retry", metadata: ["error": "\(error)"])
+      }
+      try? await Task.sleep(for: settings.sweepInterval)
+    }
+  }
+
+  // MARK: Request/reply
+
+  func answer(_ m: BusMessage, connection: BusConnection) async {
+    do {
+      switch m.subject {
+      case Subjects.commandsSubmit:
+        let request = try CommandRequest(decoding: m.payload)
+        try connection.respond(to: m, with: await submit(request, connection: connection))
+      case Subjects.commandsGet:
+        let q = try GetCommandRequest(decoding: m.payload)
+        let found = try await database.withConnection { conn -> CommandRecordWithOutput? in
+          guard let record = try CommandStore.record(q.id, on: conn) else { return nil }
+          return CommandRecordWithOutput(
+            record: record, output: q.withOutput ? try CommandStore.output(q.id, on: conn) : [])
+        }
+        guard let found else {
+          try connection.respond(to: m, with: RpcError(code: "not_found", message: "no command \(q.id)"))
+          return
+        }
+        try connection.respond(to: m, with: found)
+      default:
+        let q = try ListCommandsRequest(decoding: m.payload)
+        let records = try await database.withConnection { try CommandStore.list(q, on: $0) }
+        try connection.respond(to: m, with: ListCommandsResponse(commands: records))
+      }
+    } catch let e as WireError {
+      try? connection.respond(to: m, with: RpcError(code: "invalid_argument", message: "cannot decode: \(e)"))
+    } catch {
+      try? connection.respond(to: m, with: RpcError(code: "unavailable", message: "\(error)", retryable: true))
+    }
+  }
+}
