@@ -30,7 +30,26 @@ extension ReflectorCommand {
         let agent = try Agent(
           settings: settings, bus: bus, collector: Collector(settings: settings.collectorSettings),
           logger: context.logger)
-        return [bus, agent]
+        // Remote commands only with the router's public key to check them by.
+        guard let keyPath = context.config.string("commands.router-key") else {
+          context.logger.info("remote commands are off: no commands.router-key")
+          return [bus, agent]
+        }
+        let key: Data
+        do {
+          key = try DispatchVerifier.loadPublicKey(keyPath)
+        } catch {
+          throw ConfigError(
+            key: "commands.router-key", problem: "\(keyPath): not an Ed25519 public key (\(error))",
+            source: context.config.lookup("commands.router-key")?.source ?? "")
+        }
+        let policy = try context.config.string("commands.policy").map { try CommandPolicy.load($0) } ?? CommandPolicy()
+        let commands = CommandService(
+          host: settings.host, bus: bus, verifier: try DispatchVerifier(routerPublicKey: key, host: settings.host),
+          executor: CommandExecutor(policy: policy, collectNow: { agent.collectNow() }), logger: context.logger)
+        context.logger.info(
+          "remote commands are on", metadata: ["policy": "\(context.config.string("commands.policy") ?? "built-ins only")"])
+        return [bus, agent, commands]
       }
     }
   }
