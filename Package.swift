@@ -123,7 +123,7 @@ let package = Package(
       name: "Mirrorctl",
       dependencies: [
         "MirrorService", "MirrorBus", "MirrorWire", "CommandRouterCore", argumentParser,
-        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
       ], swiftSettings: strict),
 
     // Benchmarks (run by bench/run.sh, never by the tests).

@@ -48,7 +48,8 @@ extension ReflectorCommand {
           host: settings.host, bus: bus, verifier: try DispatchVerifier(routerPublicKey: key, host: settings.host),
           executor: CommandExecutor(policy: policy, collectNow: { agent.collectNow() }), logger: context.logger)
         context.logger.info(
-          "remote commands are on", metadata: ["policy": "\(context.config.string("commands.policy") ?? "built-ins only")"])
+          "remote commands are on",
+          metadata: ["policy": "\(context.config.string("commands.policy") ?? "built-ins only")"])
         return [bus, agent, commands]
       }
     }

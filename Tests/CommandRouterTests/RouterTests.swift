@@ -316,7 +316,8 @@ import Testing
     }
     try await withSystem(reflectors: []) { bus, _ in
       // Its consumer is bound once the stream has one more.
-      #expect(await Harness.waitUntil(timeout: .seconds(20)) { (try? await bus.streamState("COMMANDS").consumers) == 3 })
+      #expect(
+        await Harness.waitUntil(timeout: .seconds(20)) { (try? await bus.streamState("COMMANDS").consumers) == 3 })
       let ok = try request(
         CommandTarget(kind: .hosts, hosts: ["exe1"]), CommandAction(argv: ["echo", "from", "the", "binary"]),
         by: "root", key: admin)

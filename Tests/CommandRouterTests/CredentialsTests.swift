@@ -1,0 +1,132 @@
+import Crypto
+import Foundation
+import MirrorBus
+import MirrorService
+import MirrorWire
+import ReflectorCore
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+/// `mirrorctl creds add-host` against a real nats-server running the
+/// configuration it generates: a host can use its own subjects and nothing
+/// of another host's.
+@Suite(.serialized) final class CredentialsTests {
+  let dir: String
+  let nats: NATSTestServer
+  let passwords: [String: String]
+  let services: String
+
+  init() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("creds-\(UUID().uuidString)").path
+    self.dir = dir
+    let mirrorctl = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+      "mirrorctl"
+    ).path
+    for host in ["a", "b"] {
+      let r = try Harness.run(mirrorctl, ["creds", "add-host", host, "--dir", dir])
+      guard r.status == 0 else { throw HarnessError("creds add-host \(host): \(r.output)") }
+    }
+    func password(_ host: String) throws -> String {
+      let yaml = try String(contentsOfFile: "\(dir)/hosts/\(host).reflector.yaml", encoding: .utf8)
+      let line = yaml.split(separator: "\n").first { $0.contains("password:") } ?? ""
+      return String(line.split(separator: "\"")[1])
+    }
+    passwords = ["a": try password("a"), "b": try password("b")]
+    services = try String(contentsOfFile: "\(dir)/services.password", encoding: .utf8).trimmingCharacters(
+      in: .whitespacesAndNewlines)
+    try "include \"authorization.conf\"\n".write(toFile: "\(dir)/server.conf", atomically: true, encoding: .utf8)
+    nats = try NATSTestServer(arguments: ["-c", "\(dir)/server.conf"])
+  }
+
+  deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+  func connect(_ host: String?) async throws -> BusConnection {
+    let options =
+      host.map {
+        BusOptions(urls: [nats.url], user: "host-\($0)", password: passwords[$0], inboxPrefix: "_INBOX_\($0)")
+      } ?? BusOptions(urls: [nats.url], user: "services", password: services)
+    return try await BusConnection.connect(options, logger: Harness.logger)
+  }
+
+  @Test func aHostUsesItsOwnSubjectsAndNoneOfAnother() async throws {
+    let admin = try await connect(nil)
+    for s in [Streams.metrics, Streams.events, Streams.commands] { try await admin.ensureStream(s) }
+    // Without a password: refused outright.
+    await #expect(throws: NATSError.self) {
+      _ = try await BusConnection.connect(BusOptions(urls: [self.nats.url], maxReconnect: 0), logger: Harness.logger)
+    }
+    let a = try await connect("a")
+
+    // Its own metrics: stored, with the JetStream ack back on its own inbox.
+    let ack = try await a.jetStreamPublish("metrics.raw.a", MetricsBatch(host: "a", sequence: 1), msgID: "a-1")
+    #expect(ack.sequence == 1)
+    // As host b: refused, nothing stored.
+    for subject in ["metrics.raw.b", "events.b", "commands.result.b"] {
+      await #expect(throws: (any Error).self, "\(subject)") {
+        _ = try await a.jetStreamPublish(
+          subject, payload: [1], msgID: UUID().uuidString, timeout: .milliseconds(500))
+      }
+    }
+    #expect(try await admin.streamState("METRICS").messages == 1)
+
+    // b's dispatches: not to a's subscription, not through b's consumer.
+    let spy = try a.subscribe("commands.dispatch.b")
+    try? await a.flush()
+    _ = try await admin.jetStreamPublish("commands.dispatch.b", payload: [7], msgID: "for-b")
+    #expect(await Harness.collect(spy, count: 1, timeout: .seconds(1)).isEmpty)
+    await #expect(throws: NATSError.self) {
+      _ = try await a.pullConsumer(
+        stream: "COMMANDS", ConsumerConfig(durable: "reflector_b", filterSubject: "commands.dispatch.b"))
+    }
+
+    // Registration (request/reply through its inbox) works.
+    let responder = try admin.subscribe(Subjects.hostsRegister)
+    try await admin.flush()
+    let answering = Task {
+      for await m in responder {
+        try? admin.respond(to: m, with: RegisterHostResponse(host: "a", accepted: true, intervalMs: 5000))
+      }
+    }
+    defer { answering.cancel() }
+    let reply = try await a.request(
+      Subjects.hostsRegister, RegisterHostRequest(info: HostInfo(hostname: "a")), expecting: RegisterHostResponse.self)
+    #expect(reply.accepted)
+
+    // Its own commands: the reflector's command service, confined as a, runs a signed dispatch.
+    let key = Curve25519.Signing.PrivateKey()
+    let config = ConfigValues(overrides: [
+      "nats.urls": nats.url, "nats.user": "host-a", "nats.password": passwords["a"]!, "nats.inbox-prefix": "_INBOX_a",
+    ])
+    let settings = try ServiceSettings(service: "reflector", defaultHTTPPort: 0, config: config)
+    let context = ServiceContext(settings: settings, config: config, logger: Harness.logger, health: Health())
+    let bus = BusService(options: settings.bus, streams: [], context: context)
+    var policy = CommandPolicy()
+    policy.commands = [["echo", "**"]]
+    let service = CommandService(
+      host: "a", bus: bus, verifier: try DispatchVerifier(routerPublicKey: key.publicKey.rawRepresentation, host: "a"),
+      executor: CommandExecutor(policy: policy, collectNow: {}), logger: Harness.logger)
+    let group = ServiceGroup(services: [bus, service], logger: Harness.logger)
+    let running = Task { try await group.run() }
+    #expect(
+      await Harness.waitUntil(timeout: .seconds(10)) { (try? await admin.streamState("COMMANDS").consumers) == 1 })
+    let results = try admin.subscribe("commands.result.a")
+    try await admin.flush()
+    let body = CommandDispatchBody(
+      commandId: "c1", host: "a", action: CommandAction(argv: ["echo", "confined"]), timeoutMs: 5000,
+      deadlineUnixMs: Int64(Date().timeIntervalSince1970 * 1000) + 60_000)
+    let dispatch = CommandDispatch(body: body.encode(), signature: [UInt8](try key.signature(for: body.encode())))
+    _ = try await admin.jetStreamPublish("commands.dispatch.a", dispatch, msgID: "c1:a")
+    let messages = await Harness.collect(results, count: 3, timeout: .seconds(10))
+    let final = messages.compactMap { m -> CommandResult? in
+      m.mirrorType == CommandResult.fullName ? try? CommandResult(decoding: m.payload) : nil
+    }.first { $0.state.rawValue != CommandState.running.rawValue }
+    #expect(final?.state == .succeeded, "\(messages.map { $0.mirrorType ?? "?" })")
+    let output = messages.compactMap { m -> CommandOutput? in
+      m.mirrorType == CommandOutput.fullName ? try? CommandOutput(decoding: m.payload) : nil
+    }
+    #expect(String(decoding: output.flatMap(\.data), as: UTF8.self) == "confined\n")
+    await group.triggerGracefulShutdown()
+    _ = await running.result
+  }
+}
