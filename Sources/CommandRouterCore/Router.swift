@@ -221,44 +221,47 @@ public final class CommandRouter: Service, Sendable {
 
   // MARK: Consumers
 
-  private func pendingLoop(_ connection: BusConnection) async {
-    let config = ConsumerConfig(
-      durable: "ROUTER_PENDING", filterSubject: Subjects.commandsPending, ackWait: .seconds(60))
+  /// Binds a durable consumer on COMMANDS and hands every fetched message
+  /// to `handle`, until cancelled.
+  private func consume(
+    _ connection: BusConnection, durable: String, filter: String, batch: Int, ackWait: Duration,
+    _ handle: (JetStreamMessage) async -> Void
+  ) async {
+    let config = ConsumerConfig(durable: durable, filterSubject: filter, ackWait: ackWait)
     guard let consumer = await connection.pullConsumerRetrying(stream: Streams.commands.name, config, logger: logger)
     else { return }
     while !Task.isCancelled {
-      guard let messages = try? await consumer.fetch(batch: 16, timeout: .seconds(1)) else {
+      guard let messages = try? await consumer.fetch(batch: batch, timeout: .seconds(1)) else {
         try? await Task.sleep(for: .milliseconds(500))
         continue
       }
-      for m in messages {
-        guard let request = try? CommandRequest(decoding: m.payload) else {
-          Counter(label: "router_refused_total", dimensions: [("code", "malformed")]).increment()
-          logger.warning("not a CommandRequest on commands.pending", metadata: ["bytes": "\(m.payload.count)"])
-          try? m.term()
-          continue
-        }
-        let reply = await submit(request, connection: connection, fallbackID: "pending-\(m.streamSequence)")
-        if reply.state == .unspecified, reply.reason.hasPrefix("unavailable") {
-          try? m.nak(delay: .seconds(2))
-        } else {
-          try? m.ack()
-        }
+      for m in messages { await handle(m) }
+    }
+  }
+
+  private func pendingLoop(_ connection: BusConnection) async {
+    await consume(
+      connection, durable: "ROUTER_PENDING", filter: Subjects.commandsPending, batch: 16, ackWait: .seconds(60)
+    ) { m in
+      guard let request = try? CommandRequest(decoding: m.payload) else {
+        Counter(label: "router_refused_total", dimensions: [("code", "malformed")]).increment()
+        logger.warning("not a CommandRequest on commands.pending", metadata: ["bytes": "\(m.payload.count)"])
+        try? m.term()
+        return
+      }
+      let reply = await submit(request, connection: connection, fallbackID: "pending-\(m.streamSequence)")
+      if reply.state == .unspecified, reply.reason.hasPrefix("unavailable") {
+        try? m.nak(delay: .seconds(2))
+      } else {
+        try? m.ack()
       }
     }
   }
 
   private func resultsLoop(_ connection: BusConnection) async {
-    let config = ConsumerConfig(durable: "ROUTER_RESULTS", filterSubject: "commands.result.>", ackWait: .seconds(30))
-    guard let consumer = await connection.pullConsumerRetrying(stream: Streams.commands.name, config, logger: logger)
-    else { return }
-    while !Task.isCancelled {
-      guard let messages = try? await consumer.fetch(batch: 200, timeout: .seconds(1)) else {
-        try? await Task.sleep(for: .milliseconds(500))
-        continue
-      }
-      for m in messages { await record(m) }
-    }
+    await consume(
+      connection, durable: "ROUTER_RESULTS", filter: "commands.result.>", batch: 200, ackWait: .seconds(30)
+    ) { m in await record(m) }
   }
 
   /// One message from `commands.result.<host>`: stored if that host was

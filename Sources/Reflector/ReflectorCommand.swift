@@ -21,7 +21,8 @@ extension ReflectorCommand {
 
     func run() async throws {
       try await ServiceRunner.run(service: "reflector", defaultHTTPPort: 9105, options: options) { context in
-        let settings = try AgentSettings(config: context.config)
+        var settings = try AgentSettings(config: context.config)
+        settings.trimStartupMemory = try context.config.bool("reflector.trim-startup-memory", default: true)
         var busOptions = context.settings.bus
         busOptions.name = "reflector-\(settings.host)"
         // The agent publishes into streams the services declare; a confined

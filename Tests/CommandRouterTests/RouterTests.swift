@@ -252,6 +252,8 @@ import Testing
 
   @Test func pendingSubjectRestartAndArchive() async throws {
     try await withSystem { bus, restart in
+      // Garbage on commands.pending is dropped (counted, logged), and does not hold up what follows.
+      _ = try await bus.jetStreamPublish(Subjects.commandsPending, payload: [0xFF, 0x01], msgID: "garbage")
       // On commands.pending (no reply): carried out all the same.
       let viaStream = try request(Self.hosts12, CommandAction(argv: ["echo", "queued"]), by: "root", key: admin)
       _ = try await bus.jetStreamPublish(Subjects.commandsPending, viaStream, msgID: viaStream.id)

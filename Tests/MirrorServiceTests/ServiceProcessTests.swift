@@ -59,8 +59,10 @@ import Testing
   @Test(arguments: ["ingest", "command-router", "notifier", "twin-service", "reflector"])
   func serviceStartsIsHealthyAndStopsOnSIGTERM(_ name: String) async throws {
     let port = Harness.freePort()
+    var extra: [String] = []
+    if name == "command-router" { extra = ["--set", "router.signing-key=\(try Self.routerKey())"] }
     let (process, pipe) = try launch(
-      name, ["--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(port)"])
+      name, ["--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(port)"] + extra)
     let healthy = await Harness.waitUntil(timeout: .seconds(20)) { Self.httpGet(port, "/healthz")?.status == 200 }
     #expect(healthy, "\(name) did not become healthy: \(String(describing: Self.httpGet(port, "/healthz")))")
     let health = Self.httpGet(port, "/healthz")
@@ -74,6 +76,27 @@ import Testing
     let log = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     #expect(process.terminationStatus == 0, "\(name) exited with \(process.terminationStatus): \(log.suffix(3000))")
     #expect(log.contains("\"msg\":\"stopped\""), "\(log)")
+  }
+
+  /// A router signing key made by `mirrorctl keys gen`; returns its path.
+  static func routerKey() throws -> String {
+    let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("router-\(UUID().uuidString)").path
+    let r = try Harness.run(binDirectory.appendingPathComponent("mirrorctl").path, ["keys", "gen", "--out", prefix])
+    guard r.status == 0 else { throw HarnessError("keys gen: \(r.output)") }
+    return prefix + ".key"
+  }
+
+  @Test func theRouterWithoutItsKeySaysSoAndStops() async throws {
+    let garbage = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).key").path
+    try "not a key\n".write(toFile: garbage, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: garbage) }
+    for extra in [[], ["--set", "router.signing-key=\(garbage)"]] {
+      let r = try Harness.run(
+        Self.binDirectory.appendingPathComponent("command-router").path,
+        ["--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(Harness.freePort())"] + extra)
+      #expect(r.status != 0)
+      #expect(r.output.contains("router.signing-key"), "\(r.output)")
+    }
   }
 
   @Test func unhealthyUntilTheDatabaseAnswers() async throws {

@@ -21,8 +21,10 @@ public struct AgentSettings: Sendable {
   /// How often host info is looked at for changes.
   public var hostInfoEvery: Int
   /// Page out the start-up-only code pages after the first cycles
-  /// (`ResidentMemory`).
-  public var trimStartupMemory: Bool
+  /// (`ResidentMemory`). It acts on the whole process, so it is off unless
+  /// the program embedding the agent turns it on: the `reflector`
+  /// executable does, from `reflector.trim-startup-memory` (default true).
+  public var trimStartupMemory = false
 
   public init(config c: ConfigValues) throws(ConfigError) {
     let rawHost = c.string("reflector.host") ?? Self.systemHostName()
@@ -58,7 +60,6 @@ public struct AgentSettings: Sendable {
     spoolDirectory = c.string("reflector.spool-dir")
     root = c.string("reflector.root", default: "/")
     hostInfoEvery = 12
-    trimStartupMemory = try c.bool("reflector.trim-startup-memory", default: true)
   }
 
   static func systemHostName() -> String {
