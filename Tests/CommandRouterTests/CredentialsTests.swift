@@ -20,9 +20,7 @@ import Testing
   init() throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("creds-\(UUID().uuidString)").path
     self.dir = dir
-    let mirrorctl = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-      "mirrorctl"
-    ).path
+    let mirrorctl = Harness.executable("mirrorctl")
     for host in ["a", "b"] {
       let r = try Harness.run(mirrorctl, ["creds", "add-host", host, "--dir", dir])
       guard r.status == 0 else { throw HarnessError("creds add-host \(host): \(r.output)") }

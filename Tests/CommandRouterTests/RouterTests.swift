@@ -301,17 +301,13 @@ import Testing
       toFile: "\(dir)/router.pub", atomically: true, encoding: .utf8)
     try "commands:\n  - [echo, \"**\"]\n".write(toFile: "\(dir)/policy.yaml", atomically: true, encoding: .utf8)
     try db.connect().execute("INSERT INTO hosts (name, last_seen_at) VALUES ('exe1', now())")
-    let reflector = Process()
-    reflector.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-      .appendingPathComponent("reflector")
-    reflector.arguments = [
-      "run", "--nats-url", nats.url, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level", "error",
-      "--set", "reflector.host=exe1", "--set", "commands.router-key=\(dir)/router.pub",
-      "--set", "commands.policy=\(dir)/policy.yaml",
-    ]
-    reflector.standardOutput = FileHandle.nullDevice
-    reflector.standardError = FileHandle.nullDevice
-    try reflector.run()
+    let reflector = try Harness.launch(
+      "reflector",
+      [
+        "run", "--nats-url", nats.url, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level", "error",
+        "--set", "reflector.host=exe1", "--set", "commands.router-key=\(dir)/router.pub",
+        "--set", "commands.policy=\(dir)/policy.yaml",
+      ])
     defer {
       reflector.terminate()
       reflector.waitUntilExit()

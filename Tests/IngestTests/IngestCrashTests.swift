@@ -12,19 +12,12 @@ import Testing
 
 /// Starts the built `ingest` executable (next to the test binary).
 func launchIngest(natsURL: String, databaseURL: String, extra: [String] = []) throws -> Process {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-    "ingest")
-  p.arguments =
+  try Harness.launch(
+    "ingest",
     [
       "--nats-url", natsURL, "--database-url", databaseURL, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level",
       "error",
-    ]
-    + extra
-  p.standardOutput = FileHandle.nullDevice
-  p.standardError = FileHandle.nullDevice
-  try p.run()
-  return p
+    ] + extra)
 }
 
 /// The real `ingest` executable, killed with SIGKILL while batches stream in.

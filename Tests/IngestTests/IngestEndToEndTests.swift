@@ -207,10 +207,7 @@ import Testing
 
   /// The built `mirrorctl`, run against the NATS server at `url`.
   static func mirrorctl(_ arguments: [String], url: String) async throws -> (status: Int32, output: String) {
-    let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-      "mirrorctl"
-    ).path
-    return try await Harness.runDetached(path, arguments + ["--nats-url", url])
+    return try await Harness.runDetached(Harness.executable("mirrorctl"), arguments + ["--nats-url", url])
   }
 
   static func jsonLines(_ output: String) -> [[String: Any]] {

@@ -19,11 +19,6 @@ import Testing
     db = try PostgresTestDatabase("svc")
   }
 
-  /// The folder of the test binary holds the executables too.
-  static var binDirectory: URL {
-    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-  }
-
   static func httpGet(_ port: Int, _ path: String) -> (status: Int, body: String)? {
     guard let fd = Harness.connectTCP(port) else { return nil }
     defer { close(fd) }
@@ -46,7 +41,7 @@ import Testing
 
   func launch(_ name: String, _ arguments: [String]) throws -> (Process, Pipe) {
     let p = Process()
-    p.executableURL = Self.binDirectory.appendingPathComponent(name)
+    p.executableURL = URL(fileURLWithPath: Harness.executable(name))
     p.arguments = arguments
     p.environment = ["PATH": "/usr/bin:/bin", "MIRROR_LOG_FORMAT": "json"]
     let pipe = Pipe()
@@ -81,7 +76,7 @@ import Testing
   /// A router signing key made by `mirrorctl keys gen`; returns its path.
   static func routerKey() throws -> String {
     let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("router-\(UUID().uuidString)").path
-    let r = try Harness.run(binDirectory.appendingPathComponent("mirrorctl").path, ["keys", "gen", "--out", prefix])
+    let r = try Harness.run(Harness.executable("mirrorctl"), ["keys", "gen", "--out", prefix])
     guard r.status == 0 else { throw HarnessError("keys gen: \(r.output)") }
     return prefix + ".key"
   }
@@ -92,7 +87,7 @@ import Testing
     defer { try? FileManager.default.removeItem(atPath: garbage) }
     for extra in [[], ["--set", "router.signing-key=\(garbage)"]] {
       let r = try Harness.run(
-        Self.binDirectory.appendingPathComponent("command-router").path,
+        Harness.executable("command-router"),
         ["--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(Harness.freePort())"] + extra)
       #expect(r.status != 0)
       #expect(r.output.contains("router.signing-key"), "\(r.output)")

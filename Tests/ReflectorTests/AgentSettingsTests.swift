@@ -39,19 +39,14 @@ import Testing
   /// trim acts on the whole process.
   @Test func theAgentGivesBackStartUpPages() async throws {
     let nats = try NATSTestServer()
-    let reflector = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-      .appendingPathComponent("reflector")
     func rssKiB(trim: Bool) async throws -> Int {
-      let p = Process()
-      p.executableURL = reflector
-      p.arguments = [
-        "run", "--nats-url", nats.url, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level", "critical",
-        "--set", "reflector.interval=200ms", "--set", "reflector.host=trim\(trim)",
-        "--set", "reflector.trim-startup-memory=\(trim)",
-      ]
-      p.standardOutput = FileHandle.nullDevice
-      p.standardError = FileHandle.nullDevice
-      try p.run()
+      let p = try Harness.launch(
+        "reflector",
+        [
+          "run", "--nats-url", nats.url, "--http", "127.0.0.1:\(Harness.freePort())", "--log-level", "critical",
+          "--set", "reflector.interval=200ms", "--set", "reflector.host=trim\(trim)",
+          "--set", "reflector.trim-startup-memory=\(trim)",
+        ])
       defer {
         p.terminate()
         p.waitUntilExit()

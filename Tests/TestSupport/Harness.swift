@@ -97,6 +97,24 @@ public enum Harness {
   /// daemon the program starts (pg_ctl's postmaster) may inherit a pipe and
   /// keep it open, and Foundation's Process did not always reap the child
   /// when called from an async test.
+  /// The path of one of this package's executables (built next to the
+  /// test binary).
+  public static func executable(_ name: String) -> String {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
+  }
+
+  /// Starts one of this package's executables in the background, its output
+  /// discarded; the caller terminates it.
+  public static func launch(_ name: String, _ arguments: [String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable(name))
+    p.arguments = arguments
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    return p
+  }
+
   /// `run` on a thread of its own: waiting for the child does not hold a
   /// thread of the cooperative pool that in-process services need.
   @discardableResult
