@@ -1,4 +1,5 @@
 import Foundation
+import MirrorBus
 public import MirrorStore
 public import MirrorWire
 
@@ -221,7 +222,7 @@ public enum CommandStore {
           AND t.started_at + make_interval(secs => (c.timeout_ms + $1) / 1000.0) < now()
         RETURNING t.command_id)
       SELECT DISTINCT command_id FROM (SELECT * FROM expired UNION ALL SELECT * FROM timed) s
-      """, [grace.components.seconds * 1000])
+      """, [grace.wholeMilliseconds])
     let ids = try changed.rows.map { try $0.decode(String.self, 0) }
     for id in ids { try refresh(id, on: conn) }
     return ids

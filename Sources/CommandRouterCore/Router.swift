@@ -77,10 +77,10 @@ public final class CommandRouter: Service, Sendable {
     var r = request
     if r.id.isEmpty { r.id = fallbackID ?? UUID().uuidString.lowercased() }
     let now = Int64(Date().timeIntervalSince1970 * 1000)
-    if r.timeoutMs == 0 { r.timeoutMs = UInt32(settings.defaultTimeout.components.seconds * 1000) }
-    if r.deadlineUnixMs == 0 { r.deadlineUnixMs = now + settings.defaultDeadline.components.seconds * 1000 }
+    if r.timeoutMs == 0 { r.timeoutMs = UInt32(clamping: settings.defaultTimeout.wholeMilliseconds) }
+    if r.deadlineUnixMs == 0 { r.deadlineUnixMs = now + settings.defaultDeadline.wholeMilliseconds }
     let request = r
-    let maxSkewMs = settings.maxSkew.components.seconds * 1000
+    let maxSkewMs = settings.maxSkew.wholeMilliseconds
     let log = logger
     let planned: Result<[(host: String, via: String)], Refusal>
     do {
@@ -315,7 +315,7 @@ public final class CommandRouter: Service, Sendable {
   private func housekeeping() async {
     var lastArchive = ContinuousClock.now - .seconds(3600)
     let grace = settings.grace
-    let retentionMs = settings.auditRetention.components.seconds * 1000
+    let retentionMs = settings.auditRetention.wholeMilliseconds
     while !Task.isCancelled {
       do {
         let changed = try await database.withConnection { try CommandStore.sweep(grace: grace, on: $0) }
