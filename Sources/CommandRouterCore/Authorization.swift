@@ -111,9 +111,7 @@ public enum Authorizer {
     let covered = try conn.query(
       """
       SELECT h.name FROM hosts h WHERE h.name = ANY($1::text[]) AND EXISTS (
-        SELECT 1 FROM host_groups g WHERE g.name = ANY($2::text[]) AND (
-          EXISTS (SELECT 1 FROM host_group_members m WHERE m.group_name = g.name AND m.host = h.name)
-          OR (g.selector <> '{}'::jsonb AND h.labels @> g.selector)))
+        SELECT 1 FROM host_groups g WHERE g.name = ANY($2::text[]) AND \(HostSQL.inGroup))
       """, [PGArray.text(hosts), PGArray.text(groups.sorted())])
     let allowed = Set(try covered.rows.map { try $0.decode(String.self, 0) })
     let outside = hosts.filter { !allowed.contains($0) }

@@ -53,7 +53,7 @@ public struct TargetHost: Sendable, Hashable {
 /// The commands tables: targets, states, output, audit queries, archive.
 public enum CommandStore {
   static let hostColumns = """
-    SELECT h.name, coalesce(h.last_seen_at > now() - make_interval(secs => h.interval_ms * 3 / 1000.0), false),
+    SELECT h.name, \(HostSQL.online),
       array_to_string(h.addresses, ' '), array_to_string(h.mac_addresses, ' ') FROM hosts h
     """
 
@@ -69,9 +69,7 @@ public enum CommandStore {
     case .group:
       rows = try conn.query(
         """
-        \(hostColumns) WHERE EXISTS (SELECT 1 FROM host_groups g WHERE g.name = $1 AND (
-          EXISTS (SELECT 1 FROM host_group_members m WHERE m.group_name = g.name AND m.host = h.name)
-          OR (g.selector <> '{}'::jsonb AND h.labels @> g.selector))) ORDER BY 1
+        \(hostColumns) WHERE EXISTS (SELECT 1 FROM host_groups g WHERE g.name = $1 AND \(HostSQL.inGroup)) ORDER BY 1
         """, [t.group])
     case .selector:
       let object = Dictionary(t.selector.map { ($0.key, $0.value) }, uniquingKeysWith: { _, b in b })

@@ -19,11 +19,8 @@ public enum Queries {
   static let hostColumns = """
     SELECT h.name, h.info, (extract(epoch FROM h.registered_at) * 1000)::bigint,
       coalesce((extract(epoch FROM h.last_seen_at) * 1000)::bigint, 0),
-      coalesce(h.last_seen_at > now() - make_interval(secs => h.interval_ms * 3 / 1000.0), false) AS online,
-      h.interval_ms, h.labels::text,
-      to_json(ARRAY(SELECT g.name FROM host_groups g
-        WHERE g.name IN (SELECT m.group_name FROM host_group_members m WHERE m.host = h.name)
-          OR (g.selector <> '{}'::jsonb AND h.labels @> g.selector) ORDER BY 1))::text AS groups
+      \(HostSQL.online) AS online, h.interval_ms, h.labels::text,
+      to_json(ARRAY(SELECT g.name FROM host_groups g WHERE \(HostSQL.inGroup) ORDER BY 1))::text AS groups
     """
 
   public static func listHosts(_ request: ListHostsRequest, on conn: PGConnection) throws -> ListHostsResponse {
