@@ -169,7 +169,8 @@ public enum CommandStore {
         started_at = coalesce(started_at, to_timestamp($4 / 1000.0))
       WHERE command_id = $1 AND host = $2
       """, [o.commandId, t.host, inserted > 0 ? Int64(o.data.count) : 0, o.emittedAtUnixMs])
-    try refresh(o.commandId, on: conn)
+    // Only the first chunk moves the host (and maybe the command) to running.
+    if t.state == .pending || t.state == .dispatched { try refresh(o.commandId, on: conn) }
     return true
   }
 

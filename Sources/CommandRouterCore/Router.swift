@@ -69,10 +69,42 @@ public final class CommandRouter: Service, Sendable {
 
   // MARK: Submitting
 
+  /// What became of a request.
+  enum Outcome {
+    case dispatched([(host: String, via: String)])
+    case refused(Refusal)
+    /// Its id was recorded before: nothing runs again.
+    case duplicate
+    /// PostgreSQL could not be asked; nothing was recorded.
+    case unavailable(String)
+  }
+
   /// Handles one request end to end; the reply says what became of it.
   public func submit(_ request: CommandRequest, connection: BusConnection, fallbackID: String? = nil) async
     -> SubmitCommandResponse
   {
+    let (r, outcome) = await carryOut(request, connection: connection, fallbackID: fallbackID)
+    switch outcome {
+    case .dispatched(let targets):
+      return SubmitCommandResponse(commandId: r.id, state: .dispatched, hosts: targets.map(\.host))
+    case .refused(let refusal):
+      return SubmitCommandResponse(commandId: r.id, state: refusal.state, reason: refusal.description)
+    case .duplicate:
+      let id = r.id
+      let record = try? await database.withConnection { try CommandStore.record(id, on: $0) }
+      return SubmitCommandResponse(
+        commandId: r.id, state: record?.state ?? .unspecified, hosts: record?.hosts.map(\.host) ?? [],
+        reason: "duplicate: command \(r.id) was submitted before")
+    case .unavailable(let error):
+      return SubmitCommandResponse(commandId: r.id, state: .unspecified, reason: "unavailable: \(error)")
+    }
+  }
+
+  /// Records the request (with the router's defaults filled in, returned),
+  /// then dispatches it or says why not.
+  func carryOut(_ request: CommandRequest, connection: BusConnection, fallbackID: String?) async -> (
+    CommandRequest, Outcome
+  ) {
     let signed = request
     var r = request
     if r.id.isEmpty { r.id = fallbackID ?? UUID().uuidString.lowercased() }
@@ -81,50 +113,42 @@ public final class CommandRouter: Service, Sendable {
     if r.deadlineUnixMs == 0 { r.deadlineUnixMs = now + settings.defaultDeadline.wholeMilliseconds }
     let request = r
     let maxSkewMs = settings.maxSkew.wholeMilliseconds
-    let log = logger
-    let planned: Result<[(host: String, via: String)], Refusal>
+    let outcome: Outcome
     do {
-      planned = try await database.withConnection { conn in
-        try conn.transaction { conn -> Result<[(host: String, via: String)], Refusal> in
-          if try CommandStore.exists(request.id, on: conn) {
-            return .failure(Refusal(.unspecified, "duplicate", "command \(request.id) was submitted before"))
-          }
+      outcome = try await database.withConnection { conn in
+        try conn.transaction { conn -> Outcome in
+          if try CommandStore.exists(request.id, on: conn) { return .duplicate }
           do {
             let plan = try Self.plan(request, signed: signed, nowMs: now, maxSkewMs: maxSkewMs, on: conn)
             try CommandStore.insert(request, state: .pending, reason: "", targets: plan, on: conn)
-            return .success(plan)
+            return .dispatched(plan)
           } catch let refusal as Refusal {
             try CommandStore.insert(request, state: refusal.state, reason: refusal.description, targets: [], on: conn)
-            return .failure(refusal)
+            return .refused(refusal)
           }
         }
       }
     } catch {
-      log.warning("cannot record a command", metadata: ["command_id": "\(request.id)", "error": "\(error)"])
-      return SubmitCommandResponse(commandId: request.id, state: .unspecified, reason: "unavailable: \(error)")
+      logger.warning("cannot record a command", metadata: ["command_id": "\(request.id)", "error": "\(error)"])
+      return (request, .unavailable("\(error)"))
     }
-    switch planned {
-    case .failure(let refusal) where refusal.code == "duplicate":
-      let id = request.id
-      let record = try? await database.withConnection { try CommandStore.record(id, on: $0) }
-      return SubmitCommandResponse(
-        commandId: request.id, state: record?.state ?? .unspecified, hosts: record?.hosts.map(\.host) ?? [],
-        reason: refusal.description)
-    case .failure(let refusal):
+    switch outcome {
+    case .refused(let refusal):
       Counter(label: "router_refused_total", dimensions: [("code", refusal.code)]).increment()
-      log.warning(
+      logger.warning(
         "command refused",
         metadata: ["command_id": "\(request.id)", "requester": "\(request.requester)", "reason": "\(refusal)"])
-      return SubmitCommandResponse(commandId: request.id, state: refusal.state, reason: refusal.description)
-    case .success(let targets):
+    case .dispatched(let targets):
       for t in targets { await dispatch(request, host: t.host, via: t.via, connection: connection) }
-      log.info(
+      logger.info(
         "command dispatched",
         metadata: [
           "command_id": "\(request.id)", "requester": "\(request.operatorKeyId)", "hosts": "\(targets.map(\.host))",
         ])
-      return SubmitCommandResponse(commandId: request.id, state: .dispatched, hosts: targets.map(\.host))
+    case .duplicate, .unavailable:
+      break
     }
+    return (request, outcome)
   }
 
   /// Who, what, where: the checks before anything is recorded as pending.
@@ -249,8 +273,10 @@ public final class CommandRouter: Service, Sendable {
         try? m.term()
         return
       }
-      let reply = await submit(request, connection: connection, fallbackID: "pending-\(m.streamSequence)")
-      if reply.state == .unspecified, reply.reason.hasPrefix("unavailable") {
+      // Recorded (whatever its fate) or a repeat: done with. Not recorded: again later.
+      if case .unavailable = await carryOut(request, connection: connection, fallbackID: "pending-\(m.streamSequence)")
+        .1
+      {
         try? m.nak(delay: .seconds(2))
       } else {
         try? m.ack()

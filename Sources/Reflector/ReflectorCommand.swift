@@ -44,13 +44,14 @@ extension ReflectorCommand {
             key: "commands.router-key", problem: "\(keyPath): not an Ed25519 public key (\(error))",
             source: context.config.lookup("commands.router-key")?.source ?? "")
         }
-        let policy = try context.config.string("commands.policy").map { try CommandPolicy.load($0) } ?? CommandPolicy()
+        let policyPath = context.config.string("commands.policy")
+        let policy = try policyPath.map { try CommandPolicy.load($0) } ?? CommandPolicy()
         let commands = CommandService(
           host: settings.host, bus: bus, verifier: try DispatchVerifier(routerPublicKey: key, host: settings.host),
           executor: CommandExecutor(policy: policy, collectNow: { agent.collectNow() }), logger: context.logger)
         context.logger.info(
           "remote commands are on",
-          metadata: ["policy": "\(context.config.string("commands.policy") ?? "built-ins only")"])
+          metadata: ["policy": "\(policyPath ?? "built-ins only")"])
         return [bus, agent, commands]
       }
     }
