@@ -125,7 +125,8 @@ public final class IngestPipeline: Service, Sendable {
       return WireSplice.appendingMessageField(1, a.message.payload, to: rates.encode())
     }
     return Prepared(
-      accepted: accepted, rates: snapshot, rows: MetricsWriter.Prepared(normalized), normalized: payloads)
+      accepted: accepted, rates: snapshot, rows: MetricsWriter.Prepared(normalized, encoded: payloads),
+      normalized: payloads)
   }
 
   /// Stores a prepared fetch in one transaction, acks it after the commit

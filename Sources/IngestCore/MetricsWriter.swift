@@ -28,7 +28,9 @@ public enum MetricsWriter {
     let hosts: [String]
     let latest: [String]
 
-    public init(_ batches: [NormalizedBatch]) {
+    /// `encoded`, when given, holds each batch's protobuf encoding (the
+    /// pipeline has it already, for publishing) so it is not encoded again.
+    public init(_ batches: [NormalizedBatch], encoded: [[UInt8]]? = nil) {
       self.batches = batches
       let raw = batches.compactMap(\.batch)
       keys = [
@@ -36,14 +38,20 @@ public enum MetricsWriter {
         PGArray.numbers(raw.map(\.collectedAtUnixMs)),
       ]
       tables = MetricsWriter.encodeRows(batches)
-      // The newest batch of each host: last seen, boot, hosts.snapshot.
+      // The newest batch of each host (its index): last seen, boot, hosts.snapshot.
       let newest = Dictionary(
-        batches.compactMap { n in n.batch.map { ($0.host, n) } },
-        uniquingKeysWith: { a, b in (a.batch?.collectedAtUnixMs ?? 0) >= (b.batch?.collectedAtUnixMs ?? 0) ? a : b })
+        batches.indices.compactMap { i in batches[i].batch.map { ($0.host, i) } },
+        uniquingKeysWith: { a, b in
+          (batches[a].batch?.collectedAtUnixMs ?? 0) >= (batches[b].batch?.collectedAtUnixMs ?? 0) ? a : b
+        })
       let names = newest.keys.sorted()
-      let seen = PGArray.numbers(names.map { newest[$0]?.batch?.collectedAtUnixMs ?? 0 })
-      hosts = [PGArray.text(names), PGArray.text(names.map { newest[$0]?.batch?.bootId ?? "" }), seen]
-      latest = [PGArray.text(names), seen, PGArray.text(names.map { PGBytes(newest[$0]?.encode() ?? []).pgText })]
+      let latestIndex = names.map { newest[$0]! }
+      let seen = PGArray.numbers(latestIndex.map { batches[$0].batch?.collectedAtUnixMs ?? 0 })
+      hosts = [PGArray.text(names), PGArray.text(latestIndex.map { batches[$0].batch?.bootId ?? "" }), seen]
+      latest = [
+        PGArray.text(names), seen,
+        PGArray.text(latestIndex.map { PGBytes(encoded?[$0] ?? batches[$0].encode()).pgText }),
+      ]
     }
   }
 
