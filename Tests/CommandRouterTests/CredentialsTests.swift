@@ -127,4 +127,24 @@ import Testing
     await group.triggerGracefulShutdown()
     _ = await running.result
   }
+
+  @Test func badNamesAndExistingKeysAreRefused() throws {
+    let mirrorctl = Harness.executable("mirrorctl")
+    for bad in ["a.b", "*", "a b", ""] {
+      let r = try Harness.run(mirrorctl, ["creds", "add-host", bad, "--dir", dir])
+      #expect(r.status != 0 && r.output.contains("not a host subject token"), "\(bad): \(r.output)")
+    }
+    #expect(!FileManager.default.fileExists(atPath: "\(dir)/hosts/a.b.conf"))
+    let prefix = "\(dir)/op"
+    #expect(try Harness.run(mirrorctl, ["keys", "gen", "--out", prefix]).status == 0)
+    let before = try String(contentsOfFile: prefix + ".key", encoding: .utf8)
+    let again = try Harness.run(mirrorctl, ["keys", "gen", "--out", prefix])
+    #expect(again.status != 0 && again.output.contains("exists"), "\(again.output)")
+    #expect(try String(contentsOfFile: prefix + ".key", encoding: .utf8) == before, "the old key is kept")
+    let attributes = try FileManager.default.attributesOfItem(atPath: prefix + ".key")
+    #expect((attributes[.posixPermissions] as? Int) == 0o600)
+    // exec without an operator: a usage error, nothing sent.
+    let noOperator = try Harness.run(mirrorctl, ["exec", "a", "--nats-url", nats.url, "--", "echo"])
+    #expect(noOperator.status != 0 && noOperator.output.contains("MIRROR_OPERATOR"), "\(noOperator.output)")
+  }
 }
