@@ -94,17 +94,42 @@ public final class PullConsumer: @unchecked Sendable {
       free(streamName)
       free(durable)
     }
-    subOpts.Stream = UnsafePointer(streamName)
-    subOpts.Config.AckPolicy = js_AckExplicit
-    subOpts.Config.AckWait = config.ackWait.natsNanoseconds
-    subOpts.Config.MaxDeliver = Int64(config.maxDeliver)
-    subOpts.Config.MaxAckPending = Int64(config.maxAckPending)
-    subOpts.Config.DeliverPolicy =
+    let filter = strdup(config.filterSubject)
+    defer { free(filter) }
+    let policy: jsDeliverPolicy =
       switch config.deliverPolicy {
       case .all: js_DeliverAll
       case .new: js_DeliverNew
       case .last: js_DeliverLast
       }
+    // The consumer is created here, not by the subscribe call: libnats
+    // deletes a consumer its subscribe created when the subscription is
+    // drained or unsubscribed, durable or not, and every graceful shutdown
+    // drains. Created here, it outlives the process, as a durable must.
+    var cc = jsConsumerConfig()
+    jsConsumerConfig_Init(&cc)
+    cc.Durable = UnsafePointer(durable)
+    cc.FilterSubject = UnsafePointer(filter)
+    cc.AckPolicy = js_AckExplicit
+    cc.AckWait = config.ackWait.natsNanoseconds
+    cc.MaxDeliver = Int64(config.maxDeliver)
+    cc.MaxAckPending = Int64(config.maxAckPending)
+    cc.DeliverPolicy = policy
+    var added = js_AddConsumer(nil, connection.js, streamName, &cc, nil, &jerr)
+    if added != NATS_OK, jerr == JSConsumerNameExistErr || jerr == JSConsumerExistingActiveErr {
+      // It exists with other settings: take the new ones where the server
+      // allows, and bind to it either way.
+      jerr = jsErrCode(0)
+      added = js_UpdateConsumer(nil, connection.js, streamName, &cc, nil, &jerr)
+      if added != NATS_OK { added = NATS_OK }
+    }
+    try natsCheck(added, "create consumer \(config.durable) on \(stream)", jsCode: jerr)
+    subOpts.Stream = UnsafePointer(streamName)
+    subOpts.Config.AckPolicy = js_AckExplicit
+    subOpts.Config.AckWait = config.ackWait.natsNanoseconds
+    subOpts.Config.MaxDeliver = Int64(config.maxDeliver)
+    subOpts.Config.MaxAckPending = Int64(config.maxAckPending)
+    subOpts.Config.DeliverPolicy = policy
     let status = js_PullSubscribe(&sub, connection.js, config.filterSubject, config.durable, &jsOpts, &subOpts, &jerr)
     try natsCheck(status, "bind pull consumer \(config.durable) on \(stream)", jsCode: jerr)
     self.sub = sub!
@@ -115,8 +140,7 @@ public final class PullConsumer: @unchecked Sendable {
   }
 
   deinit {
-    // Unsubscribe would delete a durable created by this subscription;
-    // destroying only releases the local handle and keeps the consumer.
+    // Only the local handle: the consumer stays on the server.
     natsSubscription_Destroy(sub)
   }
 

@@ -39,6 +39,29 @@ import Testing
     #expect(again.isEmpty)
   }
 
+  /// A graceful shutdown drains the connection; the durable, and where it
+  /// had got to, must survive that (libnats deletes consumers its own
+  /// subscribe created when they are drained).
+  @Test func aDurableSurvivesADrainAndResumesWhereItWas() async throws {
+    let other = try await BusConnection.connect(BusOptions(urls: [server.url]), logger: Harness.logger)
+    let config = ConsumerConfig(durable: "KEEP", filterSubject: "\(stream).>", ackWait: .seconds(30))
+    var c: PullConsumer? = try await other.pullConsumer(stream: stream, config)
+    for i in 0..<2 { _ = try await bus.jetStreamPublish("\(stream).k", payload: [UInt8(i)]) }
+    let first = try await c?.fetch(batch: 10, timeout: .seconds(2)) ?? []
+    #expect(first.count == 2)
+    for m in first { try await m.ackSync() }
+    // A fetch is waiting when the drain comes, as in a running service.
+    let waiting = Task { [c] in try? await c?.fetch(batch: 10, timeout: .seconds(3)) }
+    try await Task.sleep(for: .milliseconds(200))
+    await other.drain()
+    _ = await waiting.value
+    c = nil
+    _ = try await bus.jetStreamPublish("\(stream).k", payload: [9])
+    let again = try await bus.pullConsumer(stream: stream, config)
+    let next = try await again.fetch(batch: 10, timeout: .seconds(2))
+    #expect(next.map(\.payload) == [[9]], "only what came after, not the stream from the start")
+  }
+
   @Test func nakIsRedeliveredWithDeliveryCountTwo() async throws {
     _ = try await bus.jetStreamPublish("\(stream).b", payload: Array("retry me".utf8))
     let c = try await consumer("NAKKED", ackWait: .seconds(30))
