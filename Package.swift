@@ -93,6 +93,16 @@ let package = Package(
       ],
       swiftSettings: strict),
 
+    // The Notifier's logic: rules, alert lifecycle, outbox, delivery.
+    .target(
+      name: "NotifierCore",
+      dependencies: [
+        "MirrorWire", "MirrorBus", "MirrorStore", "MirrorService", .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict),
+
     // The host agent's logic (collectors, publisher, command runner).
     .target(
       name: "ReflectorCore",
@@ -115,14 +125,15 @@ let package = Package(
       swiftSettings: strict),
     .executableTarget(name: "TwinService", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
     .executableTarget(
-      name: "Notifier", dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", argumentParser],
+      name: "Notifier",
+      dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", "NotifierCore", argumentParser],
       swiftSettings: strict),
     .executableTarget(
       name: "Reflector", dependencies: ["MirrorService", "ReflectorCore", argumentParser], swiftSettings: strict),
     .executableTarget(
       name: "Mirrorctl",
       dependencies: [
-        "MirrorService", "MirrorBus", "MirrorWire", "CommandRouterCore", argumentParser,
+        "MirrorService", "MirrorBus", "MirrorWire", "CommandRouterCore", "NotifierCore", argumentParser,
         .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
       ], swiftSettings: strict),
 
@@ -159,6 +170,12 @@ let package = Package(
       dependencies: [
         "CommandRouterCore", "ReflectorCore", "TestSupport", "MirrorService", "MirrorServiceStore", "MirrorBus",
         "MirrorWire", "MirrorStore", .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ], swiftSettings: strict),
+    .testTarget(
+      name: "NotifierTests",
+      dependencies: [
+        "NotifierCore", "TestSupport", "MirrorService", "MirrorServiceStore", "MirrorBus", "MirrorWire", "MirrorStore",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ], swiftSettings: strict),
     .testTarget(

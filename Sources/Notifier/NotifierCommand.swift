@@ -24,7 +24,8 @@ struct NotifierCommand: AsyncParsableCommand {
         do {
           rules = try NotifierRules.load(c.string("notifier.rules"))
         } catch {
-          throw ConfigError(key: "notifier.rules", problem: "\(error)", source: c.lookup("notifier.rules")?.source ?? "")
+          throw ConfigError(
+            key: "notifier.rules", problem: "\(error)", source: c.lookup("notifier.rules")?.source ?? "")
         }
         var settings = NotifierService.Settings()
         settings.tick = try c.duration("notifier.tick", default: .seconds(1))

@@ -147,7 +147,7 @@ public struct ConfigValues: Sendable {
     return v
   }
 
-  static func parseDuration(_ raw: String) -> Duration? {
+  public static func parseDuration(_ raw: String) -> Duration? {
     let s = raw.trimmingCharacters(in: .whitespaces).lowercased()
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
     for (suffix, seconds) in units where s.hasSuffix(suffix) {

@@ -13,7 +13,8 @@ public enum Streams {
     name: "COMMANDS", subjects: ["commands.pending", "commands.dispatch.>", "commands.result.>"],
     maxAge: .seconds(30 * 86400), duplicateWindow: .seconds(600))
   public static let alerts = StreamConfig(
-    name: "ALERTS", subjects: ["alerts.>"], maxAge: .seconds(30 * 86400), duplicateWindow: .seconds(600))
+    name: "ALERTS", subjects: ["alerts.info.>", "alerts.warning.>", "alerts.critical.>"], maxAge: .seconds(30 * 86400),
+    duplicateWindow: .seconds(600))
 
   public static let all = [metrics, metricsNormalized, events, commands, alerts]
 }
@@ -39,6 +40,10 @@ public enum Subjects {
   public static let commandsSubmit = "commands.submit"
   public static let commandsGet = "commands.get"
   public static let commandsList = "commands.list"
+  // Request/reply (Notifier).
+  public static let alertsList = "alerts.list"
+  public static let alertsAck = "alerts.ack"
+  public static let alertsSilence = "alerts.silence"
 
   /// A host name usable as one subject token: no dots, wildcards or spaces.
   public static func isValidHostToken(_ host: String) -> Bool {

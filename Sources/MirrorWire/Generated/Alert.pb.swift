@@ -140,3 +140,234 @@ extension Alert: CBridged {
     return m
   }
 }
+
+/// `mirrorstage.v1.ListAlertsRequest`.
+public struct ListAlertsRequest: WireMessage {
+  public static let fullName = "mirrorstage.v1.ListAlertsRequest"
+  public var includeResolved: Bool
+  public var host: String
+  public var limit: UInt32
+  public init(includeResolved: Bool = false, host: String = "", limit: UInt32 = 0) {
+    self.includeResolved = includeResolved
+    self.host = host
+    self.limit = limit
+  }
+}
+
+extension ListAlertsRequest: CBridged {
+  typealias CStruct = Mirrorstage__V1__ListAlertsRequest
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__ListAlertsRequest>) -> Int { mirrorstage__v1__list_alerts_request__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__ListAlertsRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__list_alerts_request__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__ListAlertsRequest>? { mirrorstage__v1__list_alerts_request__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__ListAlertsRequest) {
+    self.includeResolved = m.include_resolved != 0
+    self.host = wireString(m.host)
+    self.limit = m.limit
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__ListAlertsRequest {
+    var m = Mirrorstage__V1__ListAlertsRequest()
+    mirrorstage__v1__list_alerts_request__init(&m)
+    m.include_resolved = includeResolved ? 1 : 0
+    m.host = a.string(host)
+    m.limit = limit
+    return m
+  }
+}
+
+/// `mirrorstage.v1.ListAlertsResponse`.
+public struct ListAlertsResponse: WireMessage {
+  public static let fullName = "mirrorstage.v1.ListAlertsResponse"
+  public var alerts: [Alert]
+  public var silences: [Silence]
+  public init(alerts: [Alert] = [], silences: [Silence] = []) {
+    self.alerts = alerts
+    self.silences = silences
+  }
+}
+
+extension ListAlertsResponse: CBridged {
+  typealias CStruct = Mirrorstage__V1__ListAlertsResponse
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__ListAlertsResponse>) -> Int { mirrorstage__v1__list_alerts_response__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__ListAlertsResponse>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__list_alerts_response__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__ListAlertsResponse>? { mirrorstage__v1__list_alerts_response__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__ListAlertsResponse) {
+    self.alerts = wireArray(m.alerts, m.n_alerts) { Alert(c: $0!.pointee) }
+    self.silences = wireArray(m.silences, m.n_silences) { Silence(c: $0!.pointee) }
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__ListAlertsResponse {
+    var m = Mirrorstage__V1__ListAlertsResponse()
+    mirrorstage__v1__list_alerts_response__init(&m)
+    m.n_alerts = alerts.count
+    m.alerts = a.array(alerts) { Optional(a.store($0.cValue(a))) }
+    m.n_silences = silences.count
+    m.silences = a.array(silences) { Optional(a.store($0.cValue(a))) }
+    return m
+  }
+}
+
+/// `mirrorstage.v1.AckAlertRequest`.
+public struct AckAlertRequest: WireMessage {
+  public static let fullName = "mirrorstage.v1.AckAlertRequest"
+  public var alertId: String
+  public var by: String
+  public init(alertId: String = "", by: String = "") {
+    self.alertId = alertId
+    self.by = by
+  }
+}
+
+extension AckAlertRequest: CBridged {
+  typealias CStruct = Mirrorstage__V1__AckAlertRequest
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__AckAlertRequest>) -> Int { mirrorstage__v1__ack_alert_request__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__AckAlertRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__ack_alert_request__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__AckAlertRequest>? { mirrorstage__v1__ack_alert_request__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__AckAlertRequest) {
+    self.alertId = wireString(m.alert_id)
+    self.by = wireString(m.by)
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__AckAlertRequest {
+    var m = Mirrorstage__V1__AckAlertRequest()
+    mirrorstage__v1__ack_alert_request__init(&m)
+    m.alert_id = a.string(alertId)
+    m.by = a.string(by)
+    return m
+  }
+}
+
+/// `mirrorstage.v1.Silence`.
+public struct Silence: WireMessage {
+  public static let fullName = "mirrorstage.v1.Silence"
+  public var id: String
+  public var alertId: String
+  public var rule: String
+  public var host: String
+  public var endsAtUnixMs: Int64
+  public var by: String
+  public var comment: String
+  public var createdAtUnixMs: Int64
+  public init(id: String = "", alertId: String = "", rule: String = "", host: String = "", endsAtUnixMs: Int64 = 0, by: String = "", comment: String = "", createdAtUnixMs: Int64 = 0) {
+    self.id = id
+    self.alertId = alertId
+    self.rule = rule
+    self.host = host
+    self.endsAtUnixMs = endsAtUnixMs
+    self.by = by
+    self.comment = comment
+    self.createdAtUnixMs = createdAtUnixMs
+  }
+}
+
+extension Silence: CBridged {
+  typealias CStruct = Mirrorstage__V1__Silence
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__Silence>) -> Int { mirrorstage__v1__silence__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__Silence>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__silence__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__Silence>? { mirrorstage__v1__silence__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__Silence) {
+    self.id = wireString(m.id)
+    self.alertId = wireString(m.alert_id)
+    self.rule = wireString(m.rule)
+    self.host = wireString(m.host)
+    self.endsAtUnixMs = m.ends_at_unix_ms
+    self.by = wireString(m.by)
+    self.comment = wireString(m.comment)
+    self.createdAtUnixMs = m.created_at_unix_ms
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__Silence {
+    var m = Mirrorstage__V1__Silence()
+    mirrorstage__v1__silence__init(&m)
+    m.id = a.string(id)
+    m.alert_id = a.string(alertId)
+    m.rule = a.string(rule)
+    m.host = a.string(host)
+    m.ends_at_unix_ms = endsAtUnixMs
+    m.by = a.string(by)
+    m.comment = a.string(comment)
+    m.created_at_unix_ms = createdAtUnixMs
+    return m
+  }
+}
+
+/// `mirrorstage.v1.SilenceRequest`.
+public struct SilenceRequest: WireMessage {
+  public static let fullName = "mirrorstage.v1.SilenceRequest"
+  public var alertId: String
+  public var rule: String
+  public var host: String
+  public var durationMs: UInt64
+  public var by: String
+  public var comment: String
+  public init(alertId: String = "", rule: String = "", host: String = "", durationMs: UInt64 = 0, by: String = "", comment: String = "") {
+    self.alertId = alertId
+    self.rule = rule
+    self.host = host
+    self.durationMs = durationMs
+    self.by = by
+    self.comment = comment
+  }
+}
+
+extension SilenceRequest: CBridged {
+  typealias CStruct = Mirrorstage__V1__SilenceRequest
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SilenceRequest>) -> Int { mirrorstage__v1__silence_request__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SilenceRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__silence_request__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SilenceRequest>? { mirrorstage__v1__silence_request__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__SilenceRequest) {
+    self.alertId = wireString(m.alert_id)
+    self.rule = wireString(m.rule)
+    self.host = wireString(m.host)
+    self.durationMs = m.duration_ms
+    self.by = wireString(m.by)
+    self.comment = wireString(m.comment)
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__SilenceRequest {
+    var m = Mirrorstage__V1__SilenceRequest()
+    mirrorstage__v1__silence_request__init(&m)
+    m.alert_id = a.string(alertId)
+    m.rule = a.string(rule)
+    m.host = a.string(host)
+    m.duration_ms = durationMs
+    m.by = a.string(by)
+    m.comment = a.string(comment)
+    return m
+  }
+}

@@ -17,6 +17,11 @@ PROTOBUF_C__BEGIN_DECLS
 #include "mirrorstage/v1/common.pb-c.h"
 
 typedef struct Mirrorstage__V1__Alert Mirrorstage__V1__Alert;
+typedef struct Mirrorstage__V1__ListAlertsRequest Mirrorstage__V1__ListAlertsRequest;
+typedef struct Mirrorstage__V1__ListAlertsResponse Mirrorstage__V1__ListAlertsResponse;
+typedef struct Mirrorstage__V1__AckAlertRequest Mirrorstage__V1__AckAlertRequest;
+typedef struct Mirrorstage__V1__Silence Mirrorstage__V1__Silence;
+typedef struct Mirrorstage__V1__SilenceRequest Mirrorstage__V1__SilenceRequest;
 
 
 /* --- enums --- */
@@ -57,6 +62,96 @@ struct  Mirrorstage__V1__Alert
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__SEVERITY__SEVERITY_UNSPECIFIED, MIRRORSTAGE__V1__ALERT_STATE__ALERT_STATE_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
+/*
+ * alerts.list: current alerts (pending and firing), and resolved ones when
+ * asked.
+ */
+struct  Mirrorstage__V1__ListAlertsRequest
+{
+  ProtobufCMessage base;
+  protobuf_c_boolean include_resolved;
+  /*
+   * Only this host, when set.
+   */
+  char *host;
+  /*
+   * At most this many, newest first (0: 200).
+   */
+  uint32_t limit;
+};
+#define MIRRORSTAGE__V1__LIST_ALERTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__list_alerts_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Mirrorstage__V1__ListAlertsResponse
+{
+  ProtobufCMessage base;
+  size_t n_alerts;
+  Mirrorstage__V1__Alert **alerts;
+  size_t n_silences;
+  Mirrorstage__V1__Silence **silences;
+};
+#define MIRRORSTAGE__V1__LIST_ALERTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__list_alerts_response__descriptor) \
+    , 0,NULL, 0,NULL }
+
+
+/*
+ * alerts.ack: the alert stays firing but is not repeated; the answer is the
+ * alert as it now is (or an RpcError).
+ */
+struct  Mirrorstage__V1__AckAlertRequest
+{
+  ProtobufCMessage base;
+  char *alert_id;
+  char *by;
+};
+#define MIRRORSTAGE__V1__ACK_ALERT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__ack_alert_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A silence mutes notifications for the alerts it matches until it ends.
+ * Empty fields match anything; rule and host take shell globs.
+ */
+struct  Mirrorstage__V1__Silence
+{
+  ProtobufCMessage base;
+  char *id;
+  char *alert_id;
+  char *rule;
+  char *host;
+  int64_t ends_at_unix_ms;
+  char *by;
+  char *comment;
+  int64_t created_at_unix_ms;
+};
+#define MIRRORSTAGE__V1__SILENCE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__silence__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * alerts.silence: creates a silence (duration_ms from now); the answer is
+ * the silence as recorded (or an RpcError).
+ */
+struct  Mirrorstage__V1__SilenceRequest
+{
+  ProtobufCMessage base;
+  char *alert_id;
+  char *rule;
+  char *host;
+  uint64_t duration_ms;
+  char *by;
+  char *comment;
+};
+#define MIRRORSTAGE__V1__SILENCE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__silence_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
 /* Mirrorstage__V1__Alert methods */
 void   mirrorstage__v1__alert__init
                      (Mirrorstage__V1__Alert         *message);
@@ -76,10 +171,120 @@ Mirrorstage__V1__Alert *
 void   mirrorstage__v1__alert__free_unpacked
                      (Mirrorstage__V1__Alert *message,
                       ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__ListAlertsRequest methods */
+void   mirrorstage__v1__list_alerts_request__init
+                     (Mirrorstage__V1__ListAlertsRequest         *message);
+size_t mirrorstage__v1__list_alerts_request__get_packed_size
+                     (const Mirrorstage__V1__ListAlertsRequest   *message);
+size_t mirrorstage__v1__list_alerts_request__pack
+                     (const Mirrorstage__V1__ListAlertsRequest   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__list_alerts_request__pack_to_buffer
+                     (const Mirrorstage__V1__ListAlertsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__ListAlertsRequest *
+       mirrorstage__v1__list_alerts_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__list_alerts_request__free_unpacked
+                     (Mirrorstage__V1__ListAlertsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__ListAlertsResponse methods */
+void   mirrorstage__v1__list_alerts_response__init
+                     (Mirrorstage__V1__ListAlertsResponse         *message);
+size_t mirrorstage__v1__list_alerts_response__get_packed_size
+                     (const Mirrorstage__V1__ListAlertsResponse   *message);
+size_t mirrorstage__v1__list_alerts_response__pack
+                     (const Mirrorstage__V1__ListAlertsResponse   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__list_alerts_response__pack_to_buffer
+                     (const Mirrorstage__V1__ListAlertsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__ListAlertsResponse *
+       mirrorstage__v1__list_alerts_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__list_alerts_response__free_unpacked
+                     (Mirrorstage__V1__ListAlertsResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__AckAlertRequest methods */
+void   mirrorstage__v1__ack_alert_request__init
+                     (Mirrorstage__V1__AckAlertRequest         *message);
+size_t mirrorstage__v1__ack_alert_request__get_packed_size
+                     (const Mirrorstage__V1__AckAlertRequest   *message);
+size_t mirrorstage__v1__ack_alert_request__pack
+                     (const Mirrorstage__V1__AckAlertRequest   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__ack_alert_request__pack_to_buffer
+                     (const Mirrorstage__V1__AckAlertRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__AckAlertRequest *
+       mirrorstage__v1__ack_alert_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__ack_alert_request__free_unpacked
+                     (Mirrorstage__V1__AckAlertRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__Silence methods */
+void   mirrorstage__v1__silence__init
+                     (Mirrorstage__V1__Silence         *message);
+size_t mirrorstage__v1__silence__get_packed_size
+                     (const Mirrorstage__V1__Silence   *message);
+size_t mirrorstage__v1__silence__pack
+                     (const Mirrorstage__V1__Silence   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__silence__pack_to_buffer
+                     (const Mirrorstage__V1__Silence   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__Silence *
+       mirrorstage__v1__silence__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__silence__free_unpacked
+                     (Mirrorstage__V1__Silence *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__SilenceRequest methods */
+void   mirrorstage__v1__silence_request__init
+                     (Mirrorstage__V1__SilenceRequest         *message);
+size_t mirrorstage__v1__silence_request__get_packed_size
+                     (const Mirrorstage__V1__SilenceRequest   *message);
+size_t mirrorstage__v1__silence_request__pack
+                     (const Mirrorstage__V1__SilenceRequest   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__silence_request__pack_to_buffer
+                     (const Mirrorstage__V1__SilenceRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__SilenceRequest *
+       mirrorstage__v1__silence_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__silence_request__free_unpacked
+                     (Mirrorstage__V1__SilenceRequest *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Mirrorstage__V1__Alert_Closure)
                  (const Mirrorstage__V1__Alert *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__ListAlertsRequest_Closure)
+                 (const Mirrorstage__V1__ListAlertsRequest *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__ListAlertsResponse_Closure)
+                 (const Mirrorstage__V1__ListAlertsResponse *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__AckAlertRequest_Closure)
+                 (const Mirrorstage__V1__AckAlertRequest *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__Silence_Closure)
+                 (const Mirrorstage__V1__Silence *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__SilenceRequest_Closure)
+                 (const Mirrorstage__V1__SilenceRequest *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -89,6 +294,11 @@ typedef void (*Mirrorstage__V1__Alert_Closure)
 
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__alert_state__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__alert__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__list_alerts_request__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__list_alerts_response__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__ack_alert_request__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__silence__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__silence_request__descriptor;
 
 PROTOBUF_C__END_DECLS
 

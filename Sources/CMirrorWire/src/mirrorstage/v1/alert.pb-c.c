@@ -52,6 +52,231 @@ void   mirrorstage__v1__alert__free_unpacked
   assert(message->base.descriptor == &mirrorstage__v1__alert__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mirrorstage__v1__list_alerts_request__init
+                     (Mirrorstage__V1__ListAlertsRequest         *message)
+{
+  static const Mirrorstage__V1__ListAlertsRequest init_value = MIRRORSTAGE__V1__LIST_ALERTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__list_alerts_request__get_packed_size
+                     (const Mirrorstage__V1__ListAlertsRequest *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_alerts_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__list_alerts_request__pack
+                     (const Mirrorstage__V1__ListAlertsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_alerts_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__list_alerts_request__pack_to_buffer
+                     (const Mirrorstage__V1__ListAlertsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_alerts_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__ListAlertsRequest *
+       mirrorstage__v1__list_alerts_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__ListAlertsRequest *)
+     protobuf_c_message_unpack (&mirrorstage__v1__list_alerts_request__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__list_alerts_request__free_unpacked
+                     (Mirrorstage__V1__ListAlertsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__list_alerts_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__list_alerts_response__init
+                     (Mirrorstage__V1__ListAlertsResponse         *message)
+{
+  static const Mirrorstage__V1__ListAlertsResponse init_value = MIRRORSTAGE__V1__LIST_ALERTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__list_alerts_response__get_packed_size
+                     (const Mirrorstage__V1__ListAlertsResponse *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_alerts_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__list_alerts_response__pack
+                     (const Mirrorstage__V1__ListAlertsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_alerts_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__list_alerts_response__pack_to_buffer
+                     (const Mirrorstage__V1__ListAlertsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__list_alerts_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__ListAlertsResponse *
+       mirrorstage__v1__list_alerts_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__ListAlertsResponse *)
+     protobuf_c_message_unpack (&mirrorstage__v1__list_alerts_response__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__list_alerts_response__free_unpacked
+                     (Mirrorstage__V1__ListAlertsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__list_alerts_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__ack_alert_request__init
+                     (Mirrorstage__V1__AckAlertRequest         *message)
+{
+  static const Mirrorstage__V1__AckAlertRequest init_value = MIRRORSTAGE__V1__ACK_ALERT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__ack_alert_request__get_packed_size
+                     (const Mirrorstage__V1__AckAlertRequest *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__ack_alert_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__ack_alert_request__pack
+                     (const Mirrorstage__V1__AckAlertRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__ack_alert_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__ack_alert_request__pack_to_buffer
+                     (const Mirrorstage__V1__AckAlertRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__ack_alert_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__AckAlertRequest *
+       mirrorstage__v1__ack_alert_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__AckAlertRequest *)
+     protobuf_c_message_unpack (&mirrorstage__v1__ack_alert_request__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__ack_alert_request__free_unpacked
+                     (Mirrorstage__V1__AckAlertRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__ack_alert_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__silence__init
+                     (Mirrorstage__V1__Silence         *message)
+{
+  static const Mirrorstage__V1__Silence init_value = MIRRORSTAGE__V1__SILENCE__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__silence__get_packed_size
+                     (const Mirrorstage__V1__Silence *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__silence__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__silence__pack
+                     (const Mirrorstage__V1__Silence *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__silence__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__silence__pack_to_buffer
+                     (const Mirrorstage__V1__Silence *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__silence__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__Silence *
+       mirrorstage__v1__silence__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__Silence *)
+     protobuf_c_message_unpack (&mirrorstage__v1__silence__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__silence__free_unpacked
+                     (Mirrorstage__V1__Silence *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__silence__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__silence_request__init
+                     (Mirrorstage__V1__SilenceRequest         *message)
+{
+  static const Mirrorstage__V1__SilenceRequest init_value = MIRRORSTAGE__V1__SILENCE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__silence_request__get_packed_size
+                     (const Mirrorstage__V1__SilenceRequest *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__silence_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__silence_request__pack
+                     (const Mirrorstage__V1__SilenceRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__silence_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__silence_request__pack_to_buffer
+                     (const Mirrorstage__V1__SilenceRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__silence_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__SilenceRequest *
+       mirrorstage__v1__silence_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__SilenceRequest *)
+     protobuf_c_message_unpack (&mirrorstage__v1__silence_request__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__silence_request__free_unpacked
+                     (Mirrorstage__V1__SilenceRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__silence_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor mirrorstage__v1__alert__field_descriptors[16] =
 {
   {
@@ -283,6 +508,404 @@ const ProtobufCMessageDescriptor mirrorstage__v1__alert__descriptor =
   mirrorstage__v1__alert__field_indices_by_name,
   1,  mirrorstage__v1__alert__number_ranges,
   (ProtobufCMessageInit) mirrorstage__v1__alert__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__list_alerts_request__field_descriptors[3] =
+{
+  {
+    "include_resolved",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListAlertsRequest, include_resolved),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "host",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListAlertsRequest, host),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__ListAlertsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__list_alerts_request__field_indices_by_name[] = {
+  1,   /* field[1] = host */
+  0,   /* field[0] = include_resolved */
+  2,   /* field[2] = limit */
+};
+static const ProtobufCIntRange mirrorstage__v1__list_alerts_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__list_alerts_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.ListAlertsRequest",
+  "ListAlertsRequest",
+  "Mirrorstage__V1__ListAlertsRequest",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__ListAlertsRequest),
+  3,
+  mirrorstage__v1__list_alerts_request__field_descriptors,
+  mirrorstage__v1__list_alerts_request__field_indices_by_name,
+  1,  mirrorstage__v1__list_alerts_request__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__list_alerts_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__list_alerts_response__field_descriptors[2] =
+{
+  {
+    "alerts",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mirrorstage__V1__ListAlertsResponse, n_alerts),
+    offsetof(Mirrorstage__V1__ListAlertsResponse, alerts),
+    &mirrorstage__v1__alert__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "silences",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mirrorstage__V1__ListAlertsResponse, n_silences),
+    offsetof(Mirrorstage__V1__ListAlertsResponse, silences),
+    &mirrorstage__v1__silence__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__list_alerts_response__field_indices_by_name[] = {
+  0,   /* field[0] = alerts */
+  1,   /* field[1] = silences */
+};
+static const ProtobufCIntRange mirrorstage__v1__list_alerts_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__list_alerts_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.ListAlertsResponse",
+  "ListAlertsResponse",
+  "Mirrorstage__V1__ListAlertsResponse",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__ListAlertsResponse),
+  2,
+  mirrorstage__v1__list_alerts_response__field_descriptors,
+  mirrorstage__v1__list_alerts_response__field_indices_by_name,
+  1,  mirrorstage__v1__list_alerts_response__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__list_alerts_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__ack_alert_request__field_descriptors[2] =
+{
+  {
+    "alert_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__AckAlertRequest, alert_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "by",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__AckAlertRequest, by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__ack_alert_request__field_indices_by_name[] = {
+  0,   /* field[0] = alert_id */
+  1,   /* field[1] = by */
+};
+static const ProtobufCIntRange mirrorstage__v1__ack_alert_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__ack_alert_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.AckAlertRequest",
+  "AckAlertRequest",
+  "Mirrorstage__V1__AckAlertRequest",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__AckAlertRequest),
+  2,
+  mirrorstage__v1__ack_alert_request__field_descriptors,
+  mirrorstage__v1__ack_alert_request__field_indices_by_name,
+  1,  mirrorstage__v1__ack_alert_request__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__ack_alert_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__silence__field_descriptors[8] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Silence, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alert_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Silence, alert_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rule",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Silence, rule),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "host",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Silence, host),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ends_at_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Silence, ends_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "by",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Silence, by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "comment",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Silence, comment),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_unix_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Silence, created_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__silence__field_indices_by_name[] = {
+  1,   /* field[1] = alert_id */
+  5,   /* field[5] = by */
+  6,   /* field[6] = comment */
+  7,   /* field[7] = created_at_unix_ms */
+  4,   /* field[4] = ends_at_unix_ms */
+  3,   /* field[3] = host */
+  0,   /* field[0] = id */
+  2,   /* field[2] = rule */
+};
+static const ProtobufCIntRange mirrorstage__v1__silence__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__silence__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.Silence",
+  "Silence",
+  "Mirrorstage__V1__Silence",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__Silence),
+  8,
+  mirrorstage__v1__silence__field_descriptors,
+  mirrorstage__v1__silence__field_indices_by_name,
+  1,  mirrorstage__v1__silence__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__silence__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__silence_request__field_descriptors[6] =
+{
+  {
+    "alert_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SilenceRequest, alert_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rule",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SilenceRequest, rule),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "host",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SilenceRequest, host),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duration_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SilenceRequest, duration_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "by",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SilenceRequest, by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "comment",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SilenceRequest, comment),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__silence_request__field_indices_by_name[] = {
+  0,   /* field[0] = alert_id */
+  4,   /* field[4] = by */
+  5,   /* field[5] = comment */
+  3,   /* field[3] = duration_ms */
+  2,   /* field[2] = host */
+  1,   /* field[1] = rule */
+};
+static const ProtobufCIntRange mirrorstage__v1__silence_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__silence_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.SilenceRequest",
+  "SilenceRequest",
+  "Mirrorstage__V1__SilenceRequest",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__SilenceRequest),
+  6,
+  mirrorstage__v1__silence_request__field_descriptors,
+  mirrorstage__v1__silence_request__field_indices_by_name,
+  1,  mirrorstage__v1__silence_request__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__silence_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue mirrorstage__v1__alert_state__enum_values_by_number[4] =
