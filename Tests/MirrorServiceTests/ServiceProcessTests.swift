@@ -19,26 +19,6 @@ import Testing
     db = try PostgresTestDatabase("svc")
   }
 
-  static func httpGet(_ port: Int, _ path: String) -> (status: Int, body: String)? {
-    guard let fd = Harness.connectTCP(port) else { return nil }
-    defer { close(fd) }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
-    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-      let n = recv(fd, &buffer, buffer.count, 0)
-      if n <= 0 { break }
-      response += buffer[0..<n]
-    }
-    let text = String(decoding: response, as: UTF8.self)
-    guard let statusText = text.split(separator: " ").dropFirst().first, let status = Int(statusText) else {
-      return nil
-    }
-    let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
-    return (status, body)
-  }
-
   func launch(_ name: String, _ arguments: [String]) throws -> (Process, Pipe) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: Harness.executable(name))
@@ -58,13 +38,13 @@ import Testing
     if name == "command-router" { extra = ["--set", "router.signing-key=\(try Self.routerKey())"] }
     let (process, pipe) = try launch(
       name, ["--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(port)"] + extra)
-    let healthy = await Harness.waitUntil(timeout: .seconds(20)) { Self.httpGet(port, "/healthz")?.status == 200 }
-    #expect(healthy, "\(name) did not become healthy: \(String(describing: Self.httpGet(port, "/healthz")))")
-    let health = Self.httpGet(port, "/healthz")
+    let healthy = await Harness.waitUntil(timeout: .seconds(20)) { Harness.httpGet(port, "/healthz")?.status == 200 }
+    #expect(healthy, "\(name) did not become healthy: \(String(describing: Harness.httpGet(port, "/healthz")))")
+    let health = Harness.httpGet(port, "/healthz")
     #expect(health?.body.contains("\"nats\":{\"healthy\":true") == true)
-    let metrics = Self.httpGet(port, "/metrics")
+    let metrics = Harness.httpGet(port, "/metrics")
     #expect(metrics?.status == 200)
-    #expect(Self.httpGet(port, "/nope")?.status == 404)
+    #expect(Harness.httpGet(port, "/nope")?.status == 404)
     kill(process.processIdentifier, SIGTERM)
     let exited = await Harness.waitUntil(timeout: .seconds(15)) { !process.isRunning }
     #expect(exited, "\(name) did not stop on SIGTERM")
@@ -100,9 +80,9 @@ import Testing
     let (process, _) = try launch(
       "ingest", ["--nats-url", nats.url, "--database-url", deadDB, "--http", "127.0.0.1:\(port)"])
     defer { process.terminate() }
-    let answered = await Harness.waitUntil { Self.httpGet(port, "/healthz") != nil }
+    let answered = await Harness.waitUntil { Harness.httpGet(port, "/healthz") != nil }
     #expect(answered)
-    let health = Self.httpGet(port, "/healthz")
+    let health = Harness.httpGet(port, "/healthz")
     #expect(health?.status == 503)
     #expect(health?.body.contains("Connection refused") == true, "\(String(describing: health))")
     #expect(process.isRunning, "a missing database is retried, not a crash")
@@ -116,7 +96,7 @@ import Testing
     }
     defer { processes.forEach { $0.terminate() } }
     for port in ports {
-      let healthy = await Harness.waitUntil(timeout: .seconds(20)) { Self.httpGet(port, "/healthz")?.status == 200 }
+      let healthy = await Harness.waitUntil(timeout: .seconds(20)) { Harness.httpGet(port, "/healthz")?.status == 200 }
       #expect(healthy)
     }
     let conn = try fresh.connect()

@@ -183,3 +183,26 @@ extension Harness {
     }
   }
 }
+
+extension Harness {
+  /// One plain GET to a local port: status and body (nil: no answer).
+  public static func httpGet(_ port: Int, _ path: String) -> (status: Int, body: String)? {
+    guard let fd = Harness.connectTCP(port) else { return nil }
+    defer { close(fd) }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let n = recv(fd, &buffer, buffer.count, 0)
+      if n <= 0 { break }
+      response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let statusText = text.split(separator: " ").dropFirst().first, let status = Int(statusText) else {
+      return nil
+    }
+    let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+    return (status, body)
+  }
+}
