@@ -140,7 +140,10 @@ let package = Package(
     // Benchmarks (run by bench/run.sh, never by the tests).
     .executableTarget(
       name: "MirrorBench",
-      dependencies: ["MirrorWire", "MirrorBus", "ReflectorCore", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "MirrorWire", "MirrorBus", "MirrorService", "ReflectorCore", "NotifierCore", "TestSupport",
+        .product(name: "Logging", package: "swift-log"),
+      ],
       path: "bench/MirrorBench",
       swiftSettings: strict),
 

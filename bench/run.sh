@@ -2,7 +2,7 @@
 # Runs the benchmarks and prints figures and ratios (record them in
 # bench/RESULTS.md with this command). Release build; a nats-server of its
 # own on a free loopback port, file storage, torn down at the end.
-#   bench/run.sh [wire|publish|agent|ingest|all]
+#   bench/run.sh [wire|publish|agent|ingest|notifier|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -54,6 +54,7 @@ PY
 work=$(mktemp -d)
 cleanup() {
   [[ -n "${ingest_pid:-}" ]] && kill "$ingest_pid" 2>/dev/null
+  [[ -n "${notifier_pid:-}" ]] && kill "$notifier_pid" 2>/dev/null
   [[ -n "${nats_pid:-}" ]] && kill "$nats_pid" 2>/dev/null
   [[ -d "$work/stack/pg" ]] && MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=0 scripts/stack.sh stop custom >/dev/null 2>&1
   wait 2>/dev/null; rm -rf "$work"
@@ -251,4 +252,46 @@ PY
   done
   echo "fleet.largest_hosts_with_lag_under_5s $best"
   stop_ingest
+fi
+
+if [[ $what == notifier || $what == all ]]; then
+  # (1) Rule evaluation alone: 10,000 hosts x 20 rules (the defaults and
+  #     five more), one batch each per 5 s interval, five ticks.
+  "$bin" alert-eval "${BENCH_ALERT_HOSTS:-10000}" 20
+  # (2) A breaching batch published on metrics.normalized to the ntfy
+  #     receiver's hands, through a real notifier (release build), NATS and
+  #     PostgreSQL; the rule has no hold ("for"), so all of it is overhead.
+  swift build -c release --product notifier 2>&1 | grep -E "error|warning:" || true
+  notifier=$(swift build -c release --show-bin-path)/notifier
+  if [[ -z "${nats_pid:-}" ]] || ! kill -0 "$nats_pid" 2>/dev/null; then
+    port=$(free_port)
+    nats-server -js -a 127.0.0.1 -p "$port" -sd "$work/js-notifier" >"$work/nats.log" 2>&1 &
+    nats_pid=$!
+    wait_port "$port"
+  fi
+  if [[ ! -d "$work/stack/pg" ]]; then
+    pg_port=$(free_port)
+    chmod 755 "$work"
+    MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=$pg_port scripts/stack.sh start-pg custom >/dev/null
+  fi
+  "$bin" alert-latency "nats://127.0.0.1:$port" "$work/receiver.port" "${BENCH_ALERT_SAMPLES:-10}" &
+  bench_pid=$!
+  until [[ -s "$work/receiver.port" ]]; do sleep 0.1; done
+  {
+    echo "include-defaults: false"
+    echo "channels:"
+    echo "  - {name: phone, type: ntfy, url: \"http://127.0.0.1:$(cat "$work/receiver.port")/bench\"}"
+    echo "rules:"
+    echo "  - {name: hot, kind: threshold, metric: cpu.percent, op: '>', value: 90}"
+  } >"$work/rules.yaml"
+  notifier_http=$(free_port)
+  "$notifier" --nats-url "nats://127.0.0.1:$port" --database-url "postgresql://mirror:mirror@127.0.0.1:$pg_port/mirror" \
+    --http "127.0.0.1:$notifier_http" --log-level error --set notifier.rules="$work/rules.yaml" >"$work/notifier.log" 2>&1 &
+  notifier_pid=$!
+  until curl -sf "http://127.0.0.1:$notifier_http/healthz" >/dev/null; do sleep 0.2; done
+  sleep 2  # its consumers bound
+  touch "$work/receiver.port.ready"
+  wait "$bench_pid"
+  echo "notifier.group_wait_ms 500  (the default window in which alerts are grouped; part of the figure)"
+  kill -TERM "$notifier_pid"; wait "$notifier_pid" 2>/dev/null || true; notifier_pid=
 fi

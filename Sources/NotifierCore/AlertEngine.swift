@@ -46,12 +46,24 @@ public final class AlertEngine {
   private var down: Set<String> = []
   private var actions: [AlertAction] = []
   private var lastTickMs: Int64 = 0
+  /// Every host by its index, with when its last batch arrived and its
+  /// interval (flat arrays: the per-second scan reads only these).
+  private var hostList: [HostState] = []
+  private var seenMs: [Int64] = []
+  private var intervalsMs: [Int64] = []
+  /// Per host: how many absence alerts are open.
+  private var openAbsences: [Int32] = []
   /// Evaluations of one rule for one host (for /metrics).
   public private(set) var evaluations = 0
 
   private let metricRules: [Int]
   private let absenceRules: [Int]
   private let eventRules: [Int]
+  /// What each metric rule tests, in plain values (copied on the hot path
+  /// without reference counting, unlike `Rule`).
+  private let checks: [Check]
+  /// For each absence rule: after how many intervals (0 for other kinds).
+  private let absenceIntervals: [Int64]
 
   public init(rules: NotifierRules) {
     self.rules = rules
@@ -68,6 +80,8 @@ public final class AlertEngine {
     metricRules = metric
     absenceRules = absence
     eventRules = event
+    checks = rules.rules.map(Check.init)
+    absenceIntervals = rules.rules.map { if case .absence(let n) = $0.kind { Int64(n) } else { 0 } }
   }
 
   // MARK: Inputs
@@ -83,6 +97,8 @@ public final class AlertEngine {
       st.notifiedAtMs = s.notifiedAtMs
       st.lastEventMs = s.alert.updatedAtUnixMs
       openByID[s.alert.id] = st
+      host.openSeries[ruleIndex] += 1
+      if absenceIntervals[ruleIndex] > 0 { openAbsences[host.index] += 1 }
       if case .absence = rules.rules[ruleIndex].kind, s.alert.state == .firing { down.insert(s.alert.host) }
     }
   }
@@ -96,8 +112,8 @@ public final class AlertEngine {
     }
     for (name, seen) in lastSeen {
       let h = state(name)
-      if seen.ms > h.lastSeenMs { h.lastSeenMs = seen.ms }
-      if h.intervalMs == 0 { h.intervalMs = max(seen.intervalMs, 1000) }
+      if seen.ms > seenMs[h.index] { seenMs[h.index] = seen.ms }
+      if intervalsMs[h.index] == 0 { intervalsMs[h.index] = max(seen.intervalMs, 1000) }
     }
   }
 
@@ -108,33 +124,57 @@ public final class AlertEngine {
     guard let b = n.batch else { return }
     let host = state(b.host)
     let t = b.collectedAtUnixMs
-    host.lastSeenMs = max(host.lastSeenMs, nowMs)
-    host.intervalMs = Int64(max(b.intervalMs, 1000))
+    let lastSeen = max(seenMs[host.index], nowMs)
+    let interval = Int64(max(b.intervalMs, 1000))
+    seenMs[host.index] = lastSeen
+    intervalsMs[host.index] = interval
     refreshApplicability(host)
     for i in absenceRules where host.applies[i] {
-      guard case .absence(let n) = rules.rules[i].kind else { continue }
       evaluations += 1
       // A batch that arrived long ago (a redelivery) does not end "down".
-      if lastTickMs > 0, lastTickMs - host.lastSeenMs > Int64(n) * host.intervalMs { continue }
+      if lastTickMs > 0, lastTickMs - lastSeen > absenceIntervals[i] * interval { continue }
+      guard host.openSeries[i] > 0 else { continue }
       evaluate(host, i, "", condition: false, value: 0, at: nowMs)
     }
     host.stamp &+= 1
     let stamp = host.stamp
     for i in metricRules where host.applies[i] {
       evaluations += 1
-      let rule = rules.rules[i]
-      guard let metric = rule.kind.metric else { continue }
-      metric.forEach(in: n) { series, value in
-        let st = host.series(i, series)
+      let check = checks[i]
+      guard let metric = check.metric else { continue }
+      // A threshold needs no state unless its condition holds or one of
+      // its alerts is open on this host: most of the fleet, most of the
+      // time, costs a comparison and no memory beyond the batch.
+      let stateless: (Comparison, Double)?
+      if case .threshold(let op, let limit) = check.test { stateless = (op, limit) } else { stateless = nil }
+      let anyOpen = host.openSeries[i] > 0
+      if !check.labelled {
+        metric.forEach(in: n, batch: b) { _, value in
+          if let (op, limit) = stateless, !anyOpen, !op.holds(value, limit) { return }
+          let st = host.single(i)
+          let (condition, shown) = test(check, st, value: value, at: t)
+          if condition || st.isOpen {
+            evaluate(host, i, "", state: st, condition: condition, value: shown, at: t)
+          }
+        }
+        continue
+      }
+      var position = 0
+      metric.forEach(in: n, batch: b) { series, value in
+        defer { position += 1 }
+        if let (op, limit) = stateless, !anyOpen, !op.holds(value, limit) { return }
+        let st = host.series(i, series, near: position)
         st.stamp = stamp
-        let (condition, shown) = test(rule, st, value: value, at: t)
-        evaluate(host, i, series, state: st, condition: condition, value: shown, at: t)
+        let (condition, shown) = test(check, st, value: value, at: t)
+        if condition || st.isOpen {
+          evaluate(host, i, st.name, state: st, condition: condition, value: shown, at: t)
+        }
       }
       // A series this batch no longer has (a mount gone, a collector
       // recovered) counts as clear.
-      if metric.seriesLabel != "" {
-        for (series, st) in host.multi[i] ?? [:] where st.stamp != stamp && st.open != nil {
-          evaluate(host, i, series, state: st, condition: false, value: st.open?.value ?? 0, at: t)
+      if anyOpen {
+        for st in host.multi[i] where st.stamp != stamp && st.isOpen {
+          evaluate(host, i, st.name, state: st, condition: false, value: st.open?.value ?? 0, at: t)
         }
       }
     }
@@ -159,16 +199,19 @@ public final class AlertEngine {
   /// alerts that may be sent now that a silence or inhibition ended.
   public func tick(nowMs: Int64) {
     lastTickMs = nowMs
-    for host in hosts.values where host.lastSeenMs > 0 {
-      refreshApplicability(host)
-      for i in absenceRules where host.applies[i] {
-        guard case .absence(let n) = rules.rules[i].kind else { continue }
-        let quiet = nowMs - host.lastSeenMs
-        let st = host.series(i, "")
-        if quiet > Int64(n) * host.intervalMs {
-          evaluate(host, i, "", state: st, condition: true, value: Double(quiet) / 1000, at: nowMs)
-        } else if st.open != nil {
-          evaluate(host, i, "", state: st, condition: false, value: 0, at: nowMs)
+    // The clocks of all hosts sit in two flat arrays: a scan of the fleet
+    // every second touches a host's state only when it has gone quiet.
+    for k in seenMs.indices where seenMs[k] > 0 {
+      let quiet = nowMs - seenMs[k]
+      let interval = intervalsMs[k]
+      for i in absenceRules where quiet > absenceIntervals[i] * interval || openAbsences[k] > 0 {
+        let host = hostList[k]
+        if quiet > absenceIntervals[i] * interval {
+          refreshApplicability(host)
+          guard host.applies[i] else { continue }
+          evaluate(host, i, "", state: host.single(i), condition: true, value: Double(quiet) / 1000, at: nowMs)
+        } else if host.openSeries[i] > 0 {
+          evaluate(host, i, "", state: host.single(i), condition: false, value: 0, at: nowMs)
         }
       }
     }
@@ -208,8 +251,12 @@ public final class AlertEngine {
 
   private func state(_ name: String) -> HostState {
     if let h = hosts[name] { return h }
-    let h = HostState(name: name, rules: rules.rules.count)
+    let h = HostState(name: name, index: hostList.count, rules: rules.rules.count)
     hosts[name] = h
+    hostList.append(h)
+    seenMs.append(0)
+    intervalsMs.append(0)
+    openAbsences.append(0)
     return h
   }
 
@@ -223,11 +270,11 @@ public final class AlertEngine {
   /// Whether the rule's condition holds for this value, and the value the
   /// alert shows (for a trend: hours until the limit).
   @inline(__always)
-  private func test(_ rule: Rule, _ st: SeriesState, value: Double, at t: Int64) -> (Bool, Double) {
-    switch rule.kind {
-    case .threshold(_, let op, let limit):
+  private func test(_ check: Check, _ st: SeriesState, value: Double, at t: Int64) -> (Bool, Double) {
+    switch check.test {
+    case .threshold(let op, let limit):
       return (op.holds(value, limit), value)
-    case .anomaly(_, let z, let alpha, let minSamples, let minDeviation, let direction):
+    case .anomaly(let z, let alpha, let minSamples, let minDeviation, let direction):
       var firing = false
       if st.count >= minSamples {
         let deviation = value - st.mean
@@ -251,13 +298,13 @@ public final class AlertEngine {
       }
       st.count += 1
       return (firing, value)
-    case .trend(_, let limit, let horizon, let window, let minSamples):
-      st.addSample(t, value, window: window.wholeMilliseconds)
+    case .trend(let limit, let horizonMs, let windowMs, let minSamples):
+      if st.addSample(t, value, window: windowMs) { st.slope = st.slopePerMs() }
       if value >= limit { return (true, 0) }
-      guard st.sampleCount >= minSamples, let slope = st.slopePerMs(), slope > 0 else { return (false, 0) }
+      guard st.sampleCount >= minSamples, let slope = st.slope, slope > 0 else { return (false, 0) }
       let eta = (limit - value) / slope
-      return (eta <= Double(horizon.wholeMilliseconds), eta / 3_600_000)
-    case .absence, .event:
+      return (eta <= Double(horizonMs), eta / 3_600_000)
+    case .none:
       return (false, value)
     }
   }
@@ -283,6 +330,8 @@ public final class AlertEngine {
         st.notifiedAtMs = 0
         st.open = a
         openByID[a.id] = st
+        host.openSeries[i] += 1
+        if absenceIntervals[i] > 0 { openAbsences[host.index] += 1 }
         if rule.holdFor <= .zero {
           fire(st, host: host.name, at: t)
         } else {
@@ -301,6 +350,8 @@ public final class AlertEngine {
     if a.state == .pending {
       st.open = nil
       openByID[a.id] = nil
+      host.openSeries[i] -= 1
+      if absenceIntervals[i] > 0 { openAbsences[host.index] -= 1 }
       actions.append(.discard(a))
       return
     }
@@ -313,6 +364,8 @@ public final class AlertEngine {
     st.open = nil
     st.clearSinceMs = 0
     openByID[a.id] = nil
+    host.openSeries[i] -= 1
+    if absenceIntervals[i] > 0 { openAbsences[host.index] -= 1 }
     actions.append(.save(a))
     if case .absence = rule.kind { down.remove(host.name) }
     // Announced firing → announce the end, unless silenced now.
@@ -390,78 +443,160 @@ public final class AlertEngine {
   }
 }
 
+/// A metric rule's test in plain values.
+struct Check {
+  enum Test {
+    case threshold(Comparison, Double)
+    case anomaly(z: Double, alpha: Double, minSamples: Int, minDeviation: Double, direction: Direction)
+    case trend(limit: Double, horizonMs: Int64, windowMs: Int64, minSamples: Int)
+    case none
+  }
+  let metric: Metric?
+  let labelled: Bool
+  let test: Test
+
+  init(_ rule: Rule) {
+    metric = rule.kind.metric
+    labelled = !(rule.kind.metric?.seriesLabel.isEmpty ?? true)
+    switch rule.kind {
+    case .threshold(_, let op, let value): test = .threshold(op, value)
+    case .anomaly(_, let z, let alpha, let minSamples, let minDeviation, let direction):
+      test = .anomaly(z: z, alpha: alpha, minSamples: minSamples, minDeviation: minDeviation, direction: direction)
+    case .trend(_, let limit, let horizon, let window, let minSamples):
+      test = .trend(
+        limit: limit, horizonMs: horizon.wholeMilliseconds, windowMs: window.wholeMilliseconds, minSamples: minSamples)
+    case .absence, .event: test = .none
+    }
+  }
+}
+
 /// One host's evaluation state.
+final class AlertBox {
+  let alert: Alert
+  init(_ alert: Alert) { self.alert = alert }
+}
+
 final class HostState {
   let name: String
-  var lastSeenMs: Int64 = 0
-  var intervalMs: Int64 = 0
+  let index: Int
   var applies: [Bool]
   var metaVersion = 0
   var stamp: UInt32 = 0
   /// Per rule: the state of the host-wide series...
-  var single: [SeriesState?]
-  /// ...and of the labelled ones.
-  var multi: [[String: SeriesState]?]
+  var singles: [SeriesState?]
+  /// ...and of the labelled ones, in the order batches list them (so the
+  /// next batch finds each at the same place, without hashing).
+  var multi: [[SeriesState]]
+  /// Per rule: how many of its series have an open alert on this host.
+  var openSeries: [Int]
 
-  init(name: String, rules: Int) {
+  init(name: String, index: Int, rules: Int) {
     self.name = name
+    self.index = index
     applies = Array(repeating: true, count: rules)
-    single = Array(repeating: nil, count: rules)
-    multi = Array(repeating: nil, count: rules)
+    singles = Array(repeating: nil, count: rules)
+    multi = Array(repeating: [], count: rules)
+    openSeries = Array(repeating: 0, count: rules)
   }
 
   @inline(__always)
-  func series(_ rule: Int, _ name: String) -> SeriesState {
-    if name.isEmpty {
-      if let s = single[rule] { return s }
-      let s = SeriesState(rule: rule, name: name)
-      single[rule] = s
-      return s
-    }
-    if let s = multi[rule]?[name] { return s }
-    let s = SeriesState(rule: rule, name: name)
-    multi[rule, default: [:]][name] = s
+  func single(_ rule: Int) -> SeriesState {
+    if let s = singles[rule] { return s }
+    let s = SeriesState(rule: rule, name: "")
+    singles[rule] = s
     return s
   }
-}
 
-extension Array {
-  fileprivate subscript<K: Hashable, V>(i: Int, default d: [K: V]) -> [K: V] where Element == [K: V]? {
-    get { self[i] ?? d }
-    set { self[i] = newValue }
+  /// The state of a series, looked for first at `near` (where the last
+  /// batch had it).
+  @inline(__always)
+  func series(_ rule: Int, _ key: Metric.Series, near: Int) -> SeriesState {
+    if near < multi[rule].count {
+      let s = multi[rule][near]
+      if s.part == key.part, s.subpart == key.subpart { return s }
+    }
+    if let s = multi[rule].first(where: { $0.part == key.part && $0.subpart == key.subpart }) { return s }
+    let name = key.name
+    if let s = multi[rule].first(where: { $0.name == name }) {
+      s.adopt(key)
+      return s
+    }
+    let s = SeriesState(rule: rule, name: name, part: key.part, subpart: key.subpart)
+    multi[rule].append(s)
+    return s
+  }
+
+  /// The state of a series by its name (events, restored alerts).
+  func series(_ rule: Int, _ name: String) -> SeriesState {
+    if name.isEmpty { return single(rule) }
+    if let s = multi[rule].first(where: { $0.name == name }) { return s }
+    let s = SeriesState(rule: rule, name: name, part: name, subpart: "")
+    multi[rule].append(s)
+    return s
   }
 }
 
 /// One rule × host × series.
 final class SeriesState {
-  let rule: Int
-  let name: String
-  var open: Alert?
-  var notifiedAtMs: Int64 = 0
-  var clearSinceMs: Int64 = 0
+  // The fields every batch reads come first, together (one or two cache
+  // lines: a large fleet's states do not fit in cache, and the evaluation
+  // is bound by memory, not arithmetic).
+  private(set) var part: String
+  private(set) var subpart: String
   var stamp: UInt32 = 0
-  var lastEventMs: Int64 = 0
-  var eventMessage = ""
-  // Anomaly: the running mean and variance.
+  /// `open != nil`, without touching the alert.
+  private(set) var isOpen = false
   var count = 0
+  // Anomaly: the running mean and variance.
   var mean = 0.0
   var variance = 0.0
+  // Trend: when the newest sample was taken.
+  var lastSampleMs: Int64 = 0
+  // The rest is read when an alert is open or a trend is fitted.
+  let rule: Int
+  private(set) var name: String
+  /// The pending or firing alert of this series (boxed: an `Alert` inline
+  /// would spread the hot fields over many more cache lines).
+  var open: Alert? {
+    get { box?.alert }
+    set {
+      if let newValue { box = AlertBox(newValue) } else { box = nil }
+      isOpen = newValue != nil
+    }
+  }
+  private var box: AlertBox?
+  var notifiedAtMs: Int64 = 0
+  var clearSinceMs: Int64 = 0
+  var lastEventMs: Int64 = 0
+  var eventMessage = ""
   // Trend: (ms, value) samples within the window, thinned to ~64.
   var times: [Int64] = []
   var values: [Double] = []
+  var slope: Double?
 
-  init(rule: Int, name: String) {
+  /// A state made from a stored alert knows only the joined name; the
+  /// first batch naming it in parts teaches it those.
+  func adopt(_ key: Metric.Series) {
+    part = key.part
+    subpart = key.subpart
+  }
+
+  init(rule: Int, name: String, part: String = "", subpart: String = "") {
     self.rule = rule
     self.name = name
+    self.part = part
+    self.subpart = subpart
   }
 
   var sampleCount: Int { times.count }
 
-  func addSample(_ t: Int64, _ v: Double, window: Int64) {
-    if let last = times.last, t - last < window / 64 {
-      values[values.count - 1] = v
-      return
-    }
+  /// Adds a sample unless the newest is within 1/64 of the window (the
+  /// line needs ~64 points, not one per batch); true when it was added and
+  /// the line should be fitted again.
+  @inline(__always)
+  func addSample(_ t: Int64, _ v: Double, window: Int64) -> Bool {
+    if t - lastSampleMs < window / 64 { return false }
+    lastSampleMs = t
     times.append(t)
     values.append(v)
     if let first = times.first, t - first > window {
@@ -469,6 +604,7 @@ final class SeriesState {
       times.removeFirst(drop)
       values.removeFirst(drop)
     }
+    return true
   }
 
   /// The least-squares slope of value over time, per millisecond.

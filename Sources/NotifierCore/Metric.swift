@@ -35,50 +35,84 @@ public enum Metric: String, CaseIterable, Sendable {
     }
   }
 
+  /// Which series a value belongs to, in parts (joined only when an alert
+  /// needs the name: building "chip/label" for every sensor of every batch
+  /// would cost an allocation each).
+  public struct Series {
+    public let part: String
+    public let subpart: String
+    @inline(__always) init(_ part: String, _ subpart: String = "") {
+      self.part = part
+      self.subpart = subpart
+    }
+    public var name: String { subpart.isEmpty ? part : "\(part)/\(subpart)" }
+    public var isEmpty: Bool { part.isEmpty && subpart.isEmpty }
+  }
+
   /// Calls `body(series, value)` for every value this batch has. Values the
   /// batch cannot give (no rates yet, a GPU without a temperature) are
-  /// absent, not zero.
+  /// absent, not zero. `b` is `n.batch`, unwrapped once by the caller; the
+  /// loops index rather than iterate so no element is copied.
   @inline(__always)
-  public func forEach(in n: NormalizedBatch, _ body: (String, Double) -> Void) {
-    guard let b = n.batch else { return }
+  public func forEach(in n: NormalizedBatch, batch b: MetricsBatch, _ body: (Series, Double) -> Void) {
     switch self {
     case .cpuPercent:
-      if n.elapsedMs > 0 { body("", n.cpuPercent) }
+      if n.elapsedMs > 0 { body(Series(""), n.cpuPercent) }
     case .memoryUsedPercent:
-      if let m = b.memory, m.totalBytes > 0 { body("", n.memoryUsedPercent) }
+      if let total = b.memory?.totalBytes, total > 0 { body(Series(""), n.memoryUsedPercent) }
     case .swapUsedPercent:
-      if let m = b.memory, m.swapTotalBytes > 0 { body("", Double(m.swapUsedBytes) * 100 / Double(m.swapTotalBytes)) }
+      if let m = b.memory, m.swapTotalBytes > 0 { body(Series(""), Double(m.swapUsedBytes) * 100 / Double(m.swapTotalBytes)) }
     case .loadPerCore:
-      if let c = b.cpu { body("", c.load1 / Double(max(1, c.cores.count))) }
+      if let c = b.cpu { body(Series(""), c.load1 / Double(max(1, c.cores.count))) }
     case .diskUsedPercent:
       // As df shows it: used over what ordinary users can have.
-      for m in b.mounts where m.available && m.usedBytes + m.availableBytes > 0 {
-        body(m.mountPoint, Double(m.usedBytes) * 100 / Double(m.usedBytes + m.availableBytes))
+      b.mounts.withUnsafeBufferPointer { m in
+        for k in m.indices where m[k].available {
+          let used = m[k].usedBytes
+          let room = used + m[k].availableBytes
+          if room > 0 { body(Series(m[k].mountPoint), Double(used) * 100 / Double(room)) }
+        }
       }
     case .diskInodesUsedPercent:
-      for m in b.mounts where m.available && m.inodesTotal > 0 {
-        body(m.mountPoint, Double(m.inodesUsed) * 100 / Double(m.inodesTotal))
+      b.mounts.withUnsafeBufferPointer { m in
+        for k in m.indices where m[k].available && m[k].inodesTotal > 0 {
+          body(Series(m[k].mountPoint), Double(m[k].inodesUsed) * 100 / Double(m[k].inodesTotal))
+        }
       }
     case .diskUnavailable:
-      for m in b.mounts { body(m.mountPoint, m.available ? 0 : 1) }
+      b.mounts.withUnsafeBufferPointer { m in for k in m.indices { body(Series(m[k].mountPoint), m[k].available ? 0 : 1) } }
     case .smartFailed:
-      for d in b.disks where d.smartHealth != .unknown { body(d.device, d.smartHealth == .failed ? 1 : 0) }
+      b.disks.withUnsafeBufferPointer { d in
+        for k in d.indices where d[k].smartHealth != .unknown {
+          body(Series(d[k].device), d[k].smartHealth == .failed ? 1 : 0)
+        }
+      }
     case .temperatureCelsius:
-      for t in b.temperatures { body(t.label.isEmpty ? t.chip : "\(t.chip)/\(t.label)", t.celsius) }
+      b.temperatures.withUnsafeBufferPointer { t in
+        for k in t.indices { body(Series(t[k].chip, t[k].label), t[k].celsius) }
+      }
     case .gpuTemperatureCelsius:
-      for g in b.gpus { if let t = g.temperatureCelsius { body(String(g.index), t) } }
+      b.gpus.withUnsafeBufferPointer { g in
+        for k in g.indices { if let t = g[k].temperatureCelsius { body(Series(String(g[k].index)), t) } }
+      }
     case .gpuUtilizationPercent:
-      for g in b.gpus { if let u = g.utilizationPercent { body(String(g.index), u) } }
+      b.gpus.withUnsafeBufferPointer { g in
+        for k in g.indices { if let u = g[k].utilizationPercent { body(Series(String(g[k].index)), u) } }
+      }
     case .networkUtilizationPercent:
-      for i in n.interfaces { if let u = i.utilizationPercent { body(i.name, u) } }
+      n.interfaces.withUnsafeBufferPointer { i in
+        for k in i.indices { if let u = i[k].utilizationPercent { body(Series(i[k].name), u) } }
+      }
     case .networkErrors:
-      for i in b.interfaces { body(i.name, Double(i.rxErrors + i.txErrors)) }
+      b.interfaces.withUnsafeBufferPointer { i in
+        for k in i.indices { body(Series(i[k].name), Double(i[k].rxErrors + i[k].txErrors)) }
+      }
     case .collectorFailed:
-      for e in b.errors { body(e.collector, 1) }
+      b.errors.withUnsafeBufferPointer { e in for k in e.indices { body(Series(e[k].collector), 1) } }
     case .probeUnreachable:
-      for p in b.latency { body(p.target, p.reachable ? 0 : 1) }
+      b.latency.withUnsafeBufferPointer { p in for k in p.indices { body(Series(p[k].target), p[k].reachable ? 0 : 1) } }
     case .probeRTTms:
-      for p in b.latency { if let r = p.rttMs { body(p.target, r) } }
+      b.latency.withUnsafeBufferPointer { p in for k in p.indices { if let r = p[k].rttMs { body(Series(p[k].target), r) } } }
     }
   }
 }

@@ -248,6 +248,26 @@ func normalized(
     #expect(notes(again.drainActions()) == ["resolved down a"])
   }
 
+  @Test func aRestoredSeriesAlertIsFoundByItsNameAndResolves() throws {
+    let yaml = "rules:\n  - {name: disk, kind: threshold, metric: disk.used_percent, op: '>', value: 90, clear-for: 0s}\n"
+    let e = try engine(yaml)
+    let t0: Int64 = 8_500_000_000
+    e.observe(normalized("a", at: t0, mounts: [("/srv/data", 95), ("/", 10)]), nowMs: t0)
+    var saved: Alert?
+    for action in e.drainActions() { if case .save(let a) = action { saved = a } }
+    let stored = try #require(saved)
+    let again = try engine(yaml)
+    again.restore([StoredAlert(alert: stored, fingerprint: "", notifiedAtMs: t0)])
+    // Still full: nothing new.
+    again.observe(normalized("a", at: t0 + 5000, mounts: [("/", 10), ("/srv/data", 96)]), nowMs: t0 + 5000)
+    #expect(again.drainActions().isEmpty)
+    // Cleaned up: the restored alert resolves, once.
+    again.observe(normalized("a", at: t0 + 10_000, mounts: [("/", 10), ("/srv/data", 50)]), nowMs: t0 + 10_000)
+    let resolved = again.drainActions()
+    #expect(notes(resolved) == ["resolved disk a"])
+    #expect(again.openAlerts.isEmpty)
+  }
+
   @Test func hostSelectorsLimitARule() throws {
     let e = try engine(
       """

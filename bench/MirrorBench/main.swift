@@ -5,11 +5,15 @@
 //   MirrorBench sections                     CPU time of each collector section of this host
 //   MirrorBench fleet-fill URL HOSTS PER_HOST         a backlog of a simulated fleet
 //   MirrorBench fleet-live URL HOSTS INTERVALS SECS   a live fleet; lag to metrics.normalized
+//   MirrorBench alert-eval HOSTS INTERVALS   CPU time of the Notifier's rule evaluation per interval
+//   MirrorBench alert-latency URL PORTFILE COUNT   breach → ntfy receiver (a receiver of its own;
+//                                            its port is written to PORTFILE for the notifier's rules)
 import Foundation
 import Logging
 import MirrorBus
 import MirrorWire
 import ReflectorCore
+import TestSupport
 
 /// A batch as a busy server sends it: 16 cores, 6 mounts, 4 NICs, 2 GPUs,
 /// 10 top processes by CPU and by memory, 8 disks, 12 temperature sensors.
@@ -175,6 +179,14 @@ case "fleet-fill" where args.count == 5:
   try await Fleet.fill(url: args[2], hosts: Int(args[3])!, perHost: Int(args[4])!)
 case "fleet-live" where args.count == 6:
   try await Fleet.live(url: args[2], hosts: Int(args[3])!, intervals: Int(args[4])!, interval: Double(args[5])!)
+case "alert-eval" where args.count == 4:
+  try Alerts.evaluation(hosts: Int(args[2])!, intervals: Int(args[3])!)
+case "alert-latency" where args.count == 5:
+  let receiver = try HTTPReceiver()
+  try "\(receiver.port)".write(toFile: args[3], atomically: true, encoding: .utf8)
+  // The notifier is started by bench/run.sh once the port is known.
+  while !FileManager.default.fileExists(atPath: args[3] + ".ready") { try await Task.sleep(for: .milliseconds(100)) }
+  try await Alerts.latency(url: args[2], receiver: receiver, count: Int(args[4])!)
 default:
   print("usage: MirrorBench wire | payload FILE | publish URL SUBJECT COUNT")
   exit(2)
