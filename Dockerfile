@@ -1,5 +1,7 @@
 # The EGO image: every service binary, with the Swift runtime linked
 # statically. Built in CI elsewhere (no container engine on the dev machines).
+# libcurl: the notifier's HTTP client (FoundationNetworking) for ntfy, Telegram
+# and webhooks.
 FROM docker.io/library/swift:6.1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
       libnats-dev libpq-dev libprotobuf-c-dev pkg-config && rm -rf /var/lib/apt/lists/*
@@ -12,6 +14,6 @@ RUN mkdir /out && for p in ingest command-router notifier twin-service; do \
 
 FROM docker.io/library/debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      libnats3.4 libpq5 libprotobuf-c1 ca-certificates && rm -rf /var/lib/apt/lists/*
+      libnats3.4 libpq5 libprotobuf-c1 libcurl4 ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532

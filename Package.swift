@@ -178,7 +178,8 @@ let package = Package(
     .testTarget(
       name: "NotifierTests",
       dependencies: [
-        "NotifierCore", "TestSupport", "MirrorService", "MirrorServiceStore", "MirrorBus", "MirrorWire", "MirrorStore",
+        "NotifierCore", "TestSupport", .product(name: "Yams", package: "Yams"), "MirrorService", "MirrorServiceStore",
+        "MirrorBus", "MirrorWire", "MirrorStore",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ], swiftSettings: strict),
     .testTarget(

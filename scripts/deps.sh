@@ -5,7 +5,7 @@
 # tools through pip. Idempotent.
 set -euo pipefail
 
-debs=(pkg-config libnats-dev libpq-dev libprotobuf-c-dev)
+debs=(pkg-config libnats-dev libpq-dev libprotobuf-c-dev libcurl4)
 case "${1:-build}" in
   codegen) debs+=(protobuf-c-compiler protobuf-compiler) ;;
   build) ;;

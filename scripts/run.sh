@@ -80,6 +80,7 @@ for entry in "${services[@]}"; do
   case "$name" in
     command-router) args+=(--set "router.signing-key=$keys/router.key") ;;
     reflector) args+=(--set "commands.router-key=$keys/router.pub" --set "commands.policy=$root/config/commands-policy.yaml") ;;
+    notifier) args+=(--set "notifier.rules=$root/config/alert-rules.yaml") ;;
   esac
   MIRROR_LOG_FORMAT=json nohup "$bin/$name" "${args[@]}" >>"$dir/logs/$name.log" 2>&1 &
   echo $! >"$dir/pids/$name"
@@ -106,7 +107,7 @@ sleep 6
 echo
 echo "logs: $dir/logs/   stop: scripts/run.sh stop"
 echo "look around: export MIRROR_NATS_URL=$MIRROR_NATS_URL MIRROR_OPERATOR=admin MIRROR_OPERATOR_KEY=$keys/admin.key"
-echo "  $bin/mirrorctl hosts | top | query cpu_percent | tail 'metrics.normalized.>' | commands"
+echo "  $bin/mirrorctl hosts | top | query cpu_percent | tail 'metrics.normalized.>' | commands | alerts"
 echo "  $bin/mirrorctl exec $(hostname -s | tr -c 'A-Za-z0-9_\n-' '-') -- uptime"
 
 if [[ "${1:-}" == "--detach" ]]; then exit 0; fi

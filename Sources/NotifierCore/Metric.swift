@@ -61,7 +61,9 @@ public enum Metric: String, CaseIterable, Sendable {
     case .memoryUsedPercent:
       if let total = b.memory?.totalBytes, total > 0 { body(Series(""), n.memoryUsedPercent) }
     case .swapUsedPercent:
-      if let m = b.memory, m.swapTotalBytes > 0 { body(Series(""), Double(m.swapUsedBytes) * 100 / Double(m.swapTotalBytes)) }
+      if let m = b.memory, m.swapTotalBytes > 0 {
+        body(Series(""), Double(m.swapUsedBytes) * 100 / Double(m.swapTotalBytes))
+      }
     case .loadPerCore:
       if let c = b.cpu { body(Series(""), c.load1 / Double(max(1, c.cores.count))) }
     case .diskUsedPercent:
@@ -80,7 +82,9 @@ public enum Metric: String, CaseIterable, Sendable {
         }
       }
     case .diskUnavailable:
-      b.mounts.withUnsafeBufferPointer { m in for k in m.indices { body(Series(m[k].mountPoint), m[k].available ? 0 : 1) } }
+      b.mounts.withUnsafeBufferPointer { m in
+        for k in m.indices { body(Series(m[k].mountPoint), m[k].available ? 0 : 1) }
+      }
     case .smartFailed:
       b.disks.withUnsafeBufferPointer { d in
         for k in d.indices where d[k].smartHealth != .unknown {
@@ -110,9 +114,12 @@ public enum Metric: String, CaseIterable, Sendable {
     case .collectorFailed:
       b.errors.withUnsafeBufferPointer { e in for k in e.indices { body(Series(e[k].collector), 1) } }
     case .probeUnreachable:
-      b.latency.withUnsafeBufferPointer { p in for k in p.indices { body(Series(p[k].target), p[k].reachable ? 0 : 1) } }
+      b.latency.withUnsafeBufferPointer { p in for k in p.indices { body(Series(p[k].target), p[k].reachable ? 0 : 1) }
+      }
     case .probeRTTms:
-      b.latency.withUnsafeBufferPointer { p in for k in p.indices { if let r = p[k].rttMs { body(Series(p[k].target), r) } } }
+      b.latency.withUnsafeBufferPointer { p in
+        for k in p.indices { if let r = p[k].rttMs { body(Series(p[k].target), r) } }
+      }
     }
   }
 }

@@ -249,7 +249,8 @@ func normalized(
   }
 
   @Test func aRestoredSeriesAlertIsFoundByItsNameAndResolves() throws {
-    let yaml = "rules:\n  - {name: disk, kind: threshold, metric: disk.used_percent, op: '>', value: 90, clear-for: 0s}\n"
+    let yaml =
+      "rules:\n  - {name: disk, kind: threshold, metric: disk.used_percent, op: '>', value: 90, clear-for: 0s}\n"
     let e = try engine(yaml)
     let t0: Int64 = 8_500_000_000
     e.observe(normalized("a", at: t0, mounts: [("/srv/data", 95), ("/", 10)]), nowMs: t0)

@@ -2,7 +2,9 @@ import Foundation
 import MirrorService
 import MirrorWire
 import NotifierCore
+import TestSupport
 import Testing
+import Yams
 
 /// The rules file: defaults, every kind, and errors that name file and line.
 @Suite struct RulesTests {
@@ -128,5 +130,18 @@ import Testing
         == "FIRING nas /srv 93.5>90 /srv")
     #expect(Template.format(2) == "2")
     #expect(Template.format(0.04) == "0")
+  }
+
+  /// The rules that ship: the local stack's file and the k8s ConfigMap's.
+  @Test func theShippedRuleFilesAreValid() throws {
+    let local = Harness.root.appendingPathComponent("config/alert-rules.yaml").path
+    let rules = try NotifierRules.load(local, environment: [:])
+    #expect(rules.rules.first { $0.name == "cpu-high" }?.holdFor == .seconds(300))
+    let manifest = try String(
+      contentsOfFile: Harness.root.appendingPathComponent("k8s/alert-rules.yaml").path, encoding: .utf8)
+    let map = try #require(try Yams.load(yaml: manifest) as? [String: Any])
+    let text = try #require((map["data"] as? [String: Any])?["alert-rules.yaml"] as? String)
+    let k8s = try NotifierRules.parse(YAMLValue.parse(text, file: "k8s/alert-rules.yaml"), environment: [:])
+    #expect(k8s.rules.count == (try NotifierRules.defaults().rules.count))
   }
 }

@@ -38,7 +38,8 @@ enum Alerts {
         NormalizedBatch(
           batch: b, elapsedMs: 5000, cpuPercent: Double(h % 70), memoryUsedPercent: 40 + Double(h % 20),
           interfaces: b.interfaces.map {
-            InterfaceRate(name: $0.name, rxBytesPerSecond: 1e6, txBytesPerSecond: 2e5, utilizationPercent: 1, speedMbps: 1000)
+            InterfaceRate(
+              name: $0.name, rxBytesPerSecond: 1e6, txBytesPerSecond: 2e5, utilizationPercent: 1, speedMbps: 1000)
           }))
     }
     func interval(_ i: Int) -> Double {
