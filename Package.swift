@@ -103,6 +103,16 @@ let package = Package(
       ],
       swiftSettings: strict),
 
+    // The TwinService's logic: inventory, live state, layout, scene, glTF.
+    .target(
+      name: "TwinCore",
+      dependencies: [
+        "MirrorWire", "MirrorBus", "MirrorService", .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict),
+
     // The host agent's logic (collectors, publisher, command runner).
     .target(
       name: "ReflectorCore",
@@ -123,7 +133,8 @@ let package = Package(
       name: "CommandRouter",
       dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", "CommandRouterCore", argumentParser],
       swiftSettings: strict),
-    .executableTarget(name: "TwinService", dependencies: ["MirrorService", argumentParser], swiftSettings: strict),
+    .executableTarget(
+      name: "TwinService", dependencies: ["MirrorService", "TwinCore", argumentParser], swiftSettings: strict),
     .executableTarget(
       name: "Notifier",
       dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", "NotifierCore", argumentParser],
@@ -180,6 +191,12 @@ let package = Package(
       dependencies: [
         "NotifierCore", "TestSupport", .product(name: "Yams", package: "Yams"), "MirrorService", "MirrorServiceStore",
         "MirrorBus", "MirrorWire", "MirrorStore",
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ], swiftSettings: strict),
+    .testTarget(
+      name: "TwinTests",
+      dependencies: [
+        "TwinCore", "TestSupport", "MirrorService", "MirrorBus", "MirrorWire",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ], swiftSettings: strict),
     .testTarget(

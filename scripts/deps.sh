@@ -34,3 +34,12 @@ case "${1:-build}" in
     fi
     ;;
 esac
+case "${1:-build}" in
+  test)
+    # An independent glTF reader for the TwinService's export.
+    if ! python3 -c 'import pygltflib' 2>/dev/null; then
+      echo "installing: python pygltflib"
+      python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'pygltflib>=1.16,<2'
+    fi
+    ;;
+esac

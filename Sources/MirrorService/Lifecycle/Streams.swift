@@ -40,6 +40,8 @@ public enum Subjects {
   public static let commandsSubmit = "commands.submit"
   public static let commandsGet = "commands.get"
   public static let commandsList = "commands.list"
+  // Request/reply (TwinService).
+  public static let twinSceneGet = "twin.scene.get"
   // Request/reply (Notifier).
   public static let alertsList = "alerts.list"
   public static let alertsAck = "alerts.ack"

@@ -65,4 +65,6 @@ public let allWireMessageTypes: [any WireMessage.Type] = [
   SceneRack.self,
   Scene.self,
   SceneDiff.self,
+  GetSceneRequest.self,
+  SceneDocument.self,
 ]

@@ -104,6 +104,47 @@ public struct Health: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
   }
 }
 
+/// `mirrorstage.v1.SceneFormat`: an open set, unknown values are kept.
+public struct SceneFormat: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+  public var rawValue: Int32
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  public static let protobuf = SceneFormat(rawValue: 0)
+  public static let json = SceneFormat(rawValue: 1)
+  public static let gltf = SceneFormat(rawValue: 2)
+  public var description: String {
+    switch rawValue {
+    case 0: "SCENE_FORMAT_PROTOBUF"
+    case 1: "SCENE_FORMAT_JSON"
+    case 2: "SCENE_FORMAT_GLTF"
+    default: "SceneFormat(\(rawValue))"
+    }
+  }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("SCENE_FORMAT_PROTOBUF")
+    case 1: try c.encode("SCENE_FORMAT_JSON")
+    case 2: try c.encode("SCENE_FORMAT_GLTF")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "SCENE_FORMAT_PROTOBUF": self.init(rawValue: 0)
+    case "SCENE_FORMAT_JSON": self.init(rawValue: 1)
+    case "SCENE_FORMAT_GLTF": self.init(rawValue: 2)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a SceneFormat name")
+    }
+  }
+}
+
 /// `mirrorstage.v1.Vec3`.
 public struct Vec3: WireMessage {
   public static let fullName = "mirrorstage.v1.Vec3"
@@ -548,7 +589,8 @@ public struct SceneDiff: WireMessage {
   public var removedNodes: [String]
   public var upsertedLinks: [SceneLink]
   public var removedLinks: [String]
-  public init(sequence: UInt64 = 0, baseSequence: UInt64 = 0, generatedAtUnixMs: Int64 = 0, upsertedNodes: [SceneNode] = [], removedNodes: [String] = [], upsertedLinks: [SceneLink] = [], removedLinks: [String] = []) {
+  public var fullRefresh: Bool
+  public init(sequence: UInt64 = 0, baseSequence: UInt64 = 0, generatedAtUnixMs: Int64 = 0, upsertedNodes: [SceneNode] = [], removedNodes: [String] = [], upsertedLinks: [SceneLink] = [], removedLinks: [String] = [], fullRefresh: Bool = false) {
     self.sequence = sequence
     self.baseSequence = baseSequence
     self.generatedAtUnixMs = generatedAtUnixMs
@@ -556,6 +598,7 @@ public struct SceneDiff: WireMessage {
     self.removedNodes = removedNodes
     self.upsertedLinks = upsertedLinks
     self.removedLinks = removedLinks
+    self.fullRefresh = fullRefresh
   }
 }
 
@@ -579,6 +622,7 @@ extension SceneDiff: CBridged {
     self.removedNodes = wireArray(m.removed_nodes, m.n_removed_nodes) { wireString($0) }
     self.upsertedLinks = wireArray(m.upserted_links, m.n_upserted_links) { SceneLink(c: $0!.pointee) }
     self.removedLinks = wireArray(m.removed_links, m.n_removed_links) { wireString($0) }
+    self.fullRefresh = m.full_refresh != 0
   }
 
   func cValue(_ a: CArena) -> Mirrorstage__V1__SceneDiff {
@@ -595,6 +639,85 @@ extension SceneDiff: CBridged {
     m.upserted_links = a.array(upsertedLinks) { Optional(a.store($0.cValue(a))) }
     m.n_removed_links = removedLinks.count
     m.removed_links = a.array(removedLinks) { a.string($0) }
+    m.full_refresh = fullRefresh ? 1 : 0
+    return m
+  }
+}
+
+/// `mirrorstage.v1.GetSceneRequest`.
+public struct GetSceneRequest: WireMessage {
+  public static let fullName = "mirrorstage.v1.GetSceneRequest"
+  public var format: SceneFormat
+  public init(format: SceneFormat = SceneFormat(rawValue: 0)) {
+    self.format = format
+  }
+}
+
+extension GetSceneRequest: CBridged {
+  typealias CStruct = Mirrorstage__V1__GetSceneRequest
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__GetSceneRequest>) -> Int { mirrorstage__v1__get_scene_request__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__GetSceneRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__get_scene_request__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__GetSceneRequest>? { mirrorstage__v1__get_scene_request__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__GetSceneRequest) {
+    self.format = SceneFormat(rawValue: wireEnumRaw(m.format))
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__GetSceneRequest {
+    var m = Mirrorstage__V1__GetSceneRequest()
+    mirrorstage__v1__get_scene_request__init(&m)
+    m.format = wireCEnum(format.rawValue)
+    return m
+  }
+}
+
+/// `mirrorstage.v1.SceneDocument`.
+public struct SceneDocument: WireMessage {
+  public static let fullName = "mirrorstage.v1.SceneDocument"
+  public var format: SceneFormat
+  public var mediaType: String
+  public var content: [UInt8]
+  public var sequence: UInt64
+  public init(format: SceneFormat = SceneFormat(rawValue: 0), mediaType: String = "", content: [UInt8] = [], sequence: UInt64 = 0) {
+    self.format = format
+    self.mediaType = mediaType
+    self.content = content
+    self.sequence = sequence
+  }
+}
+
+extension SceneDocument: CBridged {
+  typealias CStruct = Mirrorstage__V1__SceneDocument
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SceneDocument>) -> Int { mirrorstage__v1__scene_document__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SceneDocument>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__scene_document__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SceneDocument>? { mirrorstage__v1__scene_document__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__SceneDocument) {
+    self.format = SceneFormat(rawValue: wireEnumRaw(m.format))
+    self.mediaType = wireString(m.media_type)
+    self.content = wireBytes(m.content)
+    self.sequence = m.sequence
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__SceneDocument {
+    var m = Mirrorstage__V1__SceneDocument()
+    mirrorstage__v1__scene_document__init(&m)
+    m.format = wireCEnum(format.rawValue)
+    m.media_type = a.string(mediaType)
+    m.content = a.bytes(content)
+    m.sequence = sequence
     return m
   }
 }

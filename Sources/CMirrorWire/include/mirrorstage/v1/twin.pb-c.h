@@ -24,6 +24,8 @@ typedef struct Mirrorstage__V1__SceneRoom Mirrorstage__V1__SceneRoom;
 typedef struct Mirrorstage__V1__SceneRack Mirrorstage__V1__SceneRack;
 typedef struct Mirrorstage__V1__Scene Mirrorstage__V1__Scene;
 typedef struct Mirrorstage__V1__SceneDiff Mirrorstage__V1__SceneDiff;
+typedef struct Mirrorstage__V1__GetSceneRequest Mirrorstage__V1__GetSceneRequest;
+typedef struct Mirrorstage__V1__SceneDocument Mirrorstage__V1__SceneDocument;
 
 
 /* --- enums --- */
@@ -45,6 +47,12 @@ typedef enum _Mirrorstage__V1__Health {
   MIRRORSTAGE__V1__HEALTH__HEALTH_DOWN = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__HEALTH)
 } Mirrorstage__V1__Health;
+typedef enum _Mirrorstage__V1__SceneFormat {
+  MIRRORSTAGE__V1__SCENE_FORMAT__SCENE_FORMAT_PROTOBUF = 0,
+  MIRRORSTAGE__V1__SCENE_FORMAT__SCENE_FORMAT_JSON = 1,
+  MIRRORSTAGE__V1__SCENE_FORMAT__SCENE_FORMAT_GLTF = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__SCENE_FORMAT)
+} Mirrorstage__V1__SceneFormat;
 
 /* --- messages --- */
 
@@ -192,10 +200,45 @@ struct  Mirrorstage__V1__SceneDiff
   Mirrorstage__V1__SceneLink **upserted_links;
   size_t n_removed_links;
   char **removed_links;
+  /*
+   * Rooms or racks changed (the inventory was edited): fetch the full
+   * scene rather than apply this diff.
+   */
+  protobuf_c_boolean full_refresh;
 };
 #define MIRRORSTAGE__V1__SCENE_DIFF__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__scene_diff__descriptor) \
-    , 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0 }
+
+
+/*
+ * twin.scene.get: the full scene. PROTOBUF answers with a Scene; JSON and
+ * GLTF with a SceneDocument.
+ */
+struct  Mirrorstage__V1__GetSceneRequest
+{
+  ProtobufCMessage base;
+  Mirrorstage__V1__SceneFormat format;
+};
+#define MIRRORSTAGE__V1__GET_SCENE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__get_scene_request__descriptor) \
+    , MIRRORSTAGE__V1__SCENE_FORMAT__SCENE_FORMAT_PROTOBUF }
+
+
+struct  Mirrorstage__V1__SceneDocument
+{
+  ProtobufCMessage base;
+  Mirrorstage__V1__SceneFormat format;
+  /*
+   * "application/json" or "model/gltf+json".
+   */
+  char *media_type;
+  ProtobufCBinaryData content;
+  uint64_t sequence;
+};
+#define MIRRORSTAGE__V1__SCENE_DOCUMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__scene_document__descriptor) \
+    , MIRRORSTAGE__V1__SCENE_FORMAT__SCENE_FORMAT_PROTOBUF, (char *)protobuf_c_empty_string, {0,NULL}, 0 }
 
 
 /* Mirrorstage__V1__Vec3 methods */
@@ -350,6 +393,44 @@ Mirrorstage__V1__SceneDiff *
 void   mirrorstage__v1__scene_diff__free_unpacked
                      (Mirrorstage__V1__SceneDiff *message,
                       ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__GetSceneRequest methods */
+void   mirrorstage__v1__get_scene_request__init
+                     (Mirrorstage__V1__GetSceneRequest         *message);
+size_t mirrorstage__v1__get_scene_request__get_packed_size
+                     (const Mirrorstage__V1__GetSceneRequest   *message);
+size_t mirrorstage__v1__get_scene_request__pack
+                     (const Mirrorstage__V1__GetSceneRequest   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__get_scene_request__pack_to_buffer
+                     (const Mirrorstage__V1__GetSceneRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__GetSceneRequest *
+       mirrorstage__v1__get_scene_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__get_scene_request__free_unpacked
+                     (Mirrorstage__V1__GetSceneRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__SceneDocument methods */
+void   mirrorstage__v1__scene_document__init
+                     (Mirrorstage__V1__SceneDocument         *message);
+size_t mirrorstage__v1__scene_document__get_packed_size
+                     (const Mirrorstage__V1__SceneDocument   *message);
+size_t mirrorstage__v1__scene_document__pack
+                     (const Mirrorstage__V1__SceneDocument   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__scene_document__pack_to_buffer
+                     (const Mirrorstage__V1__SceneDocument   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__SceneDocument *
+       mirrorstage__v1__scene_document__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__scene_document__free_unpacked
+                     (Mirrorstage__V1__SceneDocument *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Mirrorstage__V1__Vec3_Closure)
@@ -376,6 +457,12 @@ typedef void (*Mirrorstage__V1__Scene_Closure)
 typedef void (*Mirrorstage__V1__SceneDiff_Closure)
                  (const Mirrorstage__V1__SceneDiff *message,
                   void *closure_data);
+typedef void (*Mirrorstage__V1__GetSceneRequest_Closure)
+                 (const Mirrorstage__V1__GetSceneRequest *message,
+                  void *closure_data);
+typedef void (*Mirrorstage__V1__SceneDocument_Closure)
+                 (const Mirrorstage__V1__SceneDocument *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -384,6 +471,7 @@ typedef void (*Mirrorstage__V1__SceneDiff_Closure)
 
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__node_kind__descriptor;
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__health__descriptor;
+extern const ProtobufCEnumDescriptor    mirrorstage__v1__scene_format__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__vec3__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__material__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__scene_node__descriptor;
@@ -392,6 +480,8 @@ extern const ProtobufCMessageDescriptor mirrorstage__v1__scene_room__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__scene_rack__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__scene__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__scene_diff__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__get_scene_request__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__scene_document__descriptor;
 
 PROTOBUF_C__END_DECLS
 

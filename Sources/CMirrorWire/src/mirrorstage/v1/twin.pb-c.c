@@ -367,6 +367,96 @@ void   mirrorstage__v1__scene_diff__free_unpacked
   assert(message->base.descriptor == &mirrorstage__v1__scene_diff__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mirrorstage__v1__get_scene_request__init
+                     (Mirrorstage__V1__GetSceneRequest         *message)
+{
+  static const Mirrorstage__V1__GetSceneRequest init_value = MIRRORSTAGE__V1__GET_SCENE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__get_scene_request__get_packed_size
+                     (const Mirrorstage__V1__GetSceneRequest *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__get_scene_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__get_scene_request__pack
+                     (const Mirrorstage__V1__GetSceneRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__get_scene_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__get_scene_request__pack_to_buffer
+                     (const Mirrorstage__V1__GetSceneRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__get_scene_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__GetSceneRequest *
+       mirrorstage__v1__get_scene_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__GetSceneRequest *)
+     protobuf_c_message_unpack (&mirrorstage__v1__get_scene_request__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__get_scene_request__free_unpacked
+                     (Mirrorstage__V1__GetSceneRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__get_scene_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mirrorstage__v1__scene_document__init
+                     (Mirrorstage__V1__SceneDocument         *message)
+{
+  static const Mirrorstage__V1__SceneDocument init_value = MIRRORSTAGE__V1__SCENE_DOCUMENT__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__scene_document__get_packed_size
+                     (const Mirrorstage__V1__SceneDocument *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__scene_document__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__scene_document__pack
+                     (const Mirrorstage__V1__SceneDocument *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__scene_document__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__scene_document__pack_to_buffer
+                     (const Mirrorstage__V1__SceneDocument *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__scene_document__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__SceneDocument *
+       mirrorstage__v1__scene_document__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__SceneDocument *)
+     protobuf_c_message_unpack (&mirrorstage__v1__scene_document__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__scene_document__free_unpacked
+                     (Mirrorstage__V1__SceneDocument *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__scene_document__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor mirrorstage__v1__vec3__field_descriptors[3] =
 {
   {
@@ -1179,7 +1269,7 @@ const ProtobufCMessageDescriptor mirrorstage__v1__scene__descriptor =
   (ProtobufCMessageInit) mirrorstage__v1__scene__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mirrorstage__v1__scene_diff__field_descriptors[7] =
+static const ProtobufCFieldDescriptor mirrorstage__v1__scene_diff__field_descriptors[8] =
 {
   {
     "sequence",
@@ -1265,9 +1355,22 @@ static const ProtobufCFieldDescriptor mirrorstage__v1__scene_diff__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "full_refresh",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SceneDiff, full_refresh),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mirrorstage__v1__scene_diff__field_indices_by_name[] = {
   1,   /* field[1] = base_sequence */
+  7,   /* field[7] = full_refresh */
   2,   /* field[2] = generated_at_unix_ms */
   6,   /* field[6] = removed_links */
   4,   /* field[4] = removed_nodes */
@@ -1278,7 +1381,7 @@ static const unsigned mirrorstage__v1__scene_diff__field_indices_by_name[] = {
 static const ProtobufCIntRange mirrorstage__v1__scene_diff__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor mirrorstage__v1__scene_diff__descriptor =
 {
@@ -1288,11 +1391,126 @@ const ProtobufCMessageDescriptor mirrorstage__v1__scene_diff__descriptor =
   "Mirrorstage__V1__SceneDiff",
   "mirrorstage.v1",
   sizeof(Mirrorstage__V1__SceneDiff),
-  7,
+  8,
   mirrorstage__v1__scene_diff__field_descriptors,
   mirrorstage__v1__scene_diff__field_indices_by_name,
   1,  mirrorstage__v1__scene_diff__number_ranges,
   (ProtobufCMessageInit) mirrorstage__v1__scene_diff__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__get_scene_request__field_descriptors[1] =
+{
+  {
+    "format",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__GetSceneRequest, format),
+    &mirrorstage__v1__scene_format__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__get_scene_request__field_indices_by_name[] = {
+  0,   /* field[0] = format */
+};
+static const ProtobufCIntRange mirrorstage__v1__get_scene_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__get_scene_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.GetSceneRequest",
+  "GetSceneRequest",
+  "Mirrorstage__V1__GetSceneRequest",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__GetSceneRequest),
+  1,
+  mirrorstage__v1__get_scene_request__field_descriptors,
+  mirrorstage__v1__get_scene_request__field_indices_by_name,
+  1,  mirrorstage__v1__get_scene_request__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__get_scene_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__scene_document__field_descriptors[4] =
+{
+  {
+    "format",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SceneDocument, format),
+    &mirrorstage__v1__scene_format__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "media_type",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SceneDocument, media_type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "content",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SceneDocument, content),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequence",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SceneDocument, sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__scene_document__field_indices_by_name[] = {
+  2,   /* field[2] = content */
+  0,   /* field[0] = format */
+  1,   /* field[1] = media_type */
+  3,   /* field[3] = sequence */
+};
+static const ProtobufCIntRange mirrorstage__v1__scene_document__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__scene_document__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.SceneDocument",
+  "SceneDocument",
+  "Mirrorstage__V1__SceneDocument",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__SceneDocument),
+  4,
+  mirrorstage__v1__scene_document__field_descriptors,
+  mirrorstage__v1__scene_document__field_indices_by_name,
+  1,  mirrorstage__v1__scene_document__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__scene_document__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue mirrorstage__v1__node_kind__enum_values_by_number[6] =
@@ -1363,5 +1581,35 @@ const ProtobufCEnumDescriptor mirrorstage__v1__health__descriptor =
   mirrorstage__v1__health__enum_values_by_name,
   1,
   mirrorstage__v1__health__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue mirrorstage__v1__scene_format__enum_values_by_number[3] =
+{
+  { "SCENE_FORMAT_PROTOBUF", "MIRRORSTAGE__V1__SCENE_FORMAT__SCENE_FORMAT_PROTOBUF", 0 },
+  { "SCENE_FORMAT_JSON", "MIRRORSTAGE__V1__SCENE_FORMAT__SCENE_FORMAT_JSON", 1 },
+  { "SCENE_FORMAT_GLTF", "MIRRORSTAGE__V1__SCENE_FORMAT__SCENE_FORMAT_GLTF", 2 },
+};
+static const ProtobufCIntRange mirrorstage__v1__scene_format__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex mirrorstage__v1__scene_format__enum_values_by_name[3] =
+{
+  { "SCENE_FORMAT_GLTF", 2 },
+  { "SCENE_FORMAT_JSON", 1 },
+  { "SCENE_FORMAT_PROTOBUF", 0 },
+};
+const ProtobufCEnumDescriptor mirrorstage__v1__scene_format__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.SceneFormat",
+  "SceneFormat",
+  "Mirrorstage__V1__SceneFormat",
+  "mirrorstage.v1",
+  3,
+  mirrorstage__v1__scene_format__enum_values_by_number,
+  3,
+  mirrorstage__v1__scene_format__enum_values_by_name,
+  1,
+  mirrorstage__v1__scene_format__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -1,0 +1,219 @@
+import Foundation
+public import Logging
+import Metrics
+import MirrorBus
+public import MirrorService
+import MirrorWire
+public import ServiceLifecycle
+
+/// The TwinService: follows `metrics.normalized.>`, keeps the twin, and
+/// once an interval publishes what changed on `visualization.updates` and
+/// the whole scene in the TWIN key-value bucket; answers `twin.scene.get`
+/// (protobuf, JSON or glTF); reloads the inventory when its file changes.
+public final class TwinService: Service, Sendable {
+  public struct Settings: Sendable {
+    public var inventoryPath: String?
+    public var interval: Duration = .seconds(5)
+    public var reloadCheck: Duration = .seconds(2)
+    public var model = TwinModel.Settings()
+    public var bucket = "TWIN"
+    public var consumer = "TWIN"
+    public init() {}
+  }
+
+  enum Input: Sendable {
+    case batches([JetStreamMessage], CheckedContinuation<Void, Never>)
+    case tick
+    case reload
+    case request(BusMessage)
+  }
+
+  let settings: Settings
+  let bus: BusService
+  let logger: Logger
+  let inputs: AsyncStream<Input>
+  let inputContinuation: AsyncStream<Input>.Continuation
+  let initialInventory: Inventory
+
+  public init(settings: Settings, inventory: Inventory, bus: BusService, logger: Logger) {
+    self.settings = settings
+    self.bus = bus
+    self.logger = logger
+    initialInventory = inventory
+    (inputs, inputContinuation) = AsyncStream.makeStream(of: Input.self)
+  }
+
+  public func run() async throws {
+    guard let connection = try? await bus.connection() else { return }
+    let rpc = try connection.subscribe(Subjects.twinSceneGet, queueGroup: "twin-service")
+    await cancelWhenGracefulShutdown {
+      let kv = await self.bucket(connection)
+      let model = TwinModel(inventory: self.initialInventory, settings: self.settings.model)
+      if let kv, let bytes = try? await kv.get("scene"), let stored = try? Scene(decoding: bytes, limit: 64 << 20) {
+        model.resume(from: stored)
+        self.logger.info(
+          "resumed from the stored scene",
+          metadata: ["sequence": "\(stored.sequence)", "nodes": "\(stored.nodes.count)"])
+      }
+      let box = ModelBox(model)
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask { await self.loop(box, connection: connection, kv: kv) }
+        group.addTask { await self.consume(connection) }
+        group.addTask {
+          while !Task.isCancelled {
+            try? await Task.sleep(for: self.settings.interval)
+            self.inputContinuation.yield(.tick)
+          }
+        }
+        if self.settings.inventoryPath != nil {
+          group.addTask {
+            while !Task.isCancelled {
+              try? await Task.sleep(for: self.settings.reloadCheck)
+              self.inputContinuation.yield(.reload)
+            }
+          }
+        }
+        group.addTask { for await m in rpc { self.inputContinuation.yield(.request(m)) } }
+        await group.next()
+        group.cancelAll()
+      }
+    }
+    inputContinuation.finish()
+  }
+
+  func bucket(_ connection: BusConnection) async -> KeyValueStore? {
+    while !Task.isCancelled {
+      do {
+        return try await connection.keyValue(bucket: settings.bucket)
+      } catch {
+        logger.warning("key-value bucket not ready; retrying", metadata: ["error": "\(error)"])
+        try? await Task.sleep(for: .seconds(1))
+      }
+    }
+    return nil
+  }
+
+  func consume(_ connection: BusConnection) async {
+    let config = ConsumerConfig(
+      durable: settings.consumer, filterSubject: "metrics.normalized.>", ackWait: .seconds(30), deliverPolicy: .new)
+    guard
+      let consumer = await connection.pullConsumerRetrying(
+        stream: Streams.metricsNormalized.name, config, logger: logger)
+    else { return }
+    while !Task.isCancelled {
+      guard let messages = try? await consumer.fetch(batch: 500, timeout: .milliseconds(500)) else {
+        try? await Task.sleep(for: .milliseconds(500))
+        continue
+      }
+      if messages.isEmpty { continue }
+      await withCheckedContinuation { c in inputContinuation.yield(.batches(messages, c)) }
+    }
+  }
+
+  func loop(_ box: ModelBox, connection: BusConnection, kv: KeyValueStore?) async {
+    let model = box.model
+    var inventoryStamp = settings.inventoryPath.flatMap(Self.modified)
+    for await input in inputs {
+      switch input {
+      case .batches(let messages, let done):
+        let now = Self.nowMs()
+        for m in messages {
+          do {
+            let arrived = m.timestampNanos > 0 ? min(now, m.timestampNanos / 1_000_000) : now
+            model.observe(try NormalizedBatch(decoding: m.payload), arrivedMs: arrived)
+          } catch {
+            Counter(label: "twin_bad_input_total", dimensions: [("reason", "malformed")]).increment()
+            logger.warning("not a NormalizedBatch", metadata: ["subject": "\(m.subject)", "error": "\(error)"])
+          }
+          // The twin is a view: what it lost comes again with the next
+          // batch, so a batch is done once seen.
+          try? m.ack()
+        }
+        Counter(label: "twin_batches_total").increment(by: messages.count)
+        done.resume()
+      case .tick:
+        await publish(model, connection: connection, kv: kv)
+      case .reload:
+        guard let path = settings.inventoryPath else { continue }
+        let stamp = Self.modified(path)
+        guard stamp != inventoryStamp else { continue }
+        inventoryStamp = stamp
+        do {
+          let inventory = try Inventory.load(path)
+          model.replaceInventory(inventory)
+          logger.info(
+            "inventory reloaded",
+            metadata: ["devices": "\(inventory.devices.count)", "links": "\(inventory.links.count)"])
+          await publish(model, connection: connection, kv: kv)
+        } catch {
+          Counter(label: "twin_inventory_errors_total").increment()
+          logger.error("inventory not reloaded; keeping the previous one", metadata: ["error": "\(error)"])
+        }
+      case .request(let m):
+        answer(m, model: model, connection: connection)
+      }
+    }
+  }
+
+  func publish(_ model: TwinModel, connection: BusConnection, kv: KeyValueStore?) async {
+    let started = ContinuousClock.now
+    guard let diff = model.recompute(nowMs: Self.nowMs()) else { return }
+    Gauge(label: "twin_recompute_seconds").record(Double((ContinuousClock.now - started).wholeMilliseconds) / 1000)
+    do {
+      try connection.publish(Subjects.visualizationUpdates, diff)
+    } catch {
+      logger.warning("cannot publish a scene diff", metadata: ["error": "\(error)"])
+    }
+    Counter(label: "twin_diffs_total").increment()
+    if let kv {
+      do {
+        try await kv.put("scene", model.scene.encode())
+      } catch {
+        Counter(label: "twin_store_errors_total").increment()
+        logger.warning("cannot store the scene in the key-value bucket", metadata: ["error": "\(error)"])
+      }
+    }
+  }
+
+  func answer(_ m: BusMessage, model: TwinModel, connection: BusConnection) {
+    do {
+      let q = try GetSceneRequest(decoding: m.payload)
+      if model.scene.sequence == 0 { model.recompute(nowMs: Self.nowMs()) }
+      let scene = model.scene
+      switch q.format {
+      case .json:
+        try connection.respond(
+          to: m,
+          with: SceneDocument(
+            format: .json, mediaType: "application/json", content: SceneJSON.document(scene), sequence: scene.sequence))
+      case .gltf:
+        try connection.respond(
+          to: m,
+          with: SceneDocument(
+            format: .gltf, mediaType: "model/gltf+json", content: GLTFExport.document(scene),
+            sequence: scene.sequence))
+      default:
+        try connection.respond(to: m, with: scene)
+      }
+    } catch let e as WireError {
+      Counter(label: "twin_bad_input_total", dimensions: [("reason", "malformed_request")]).increment()
+      try? connection.respond(to: m, with: RpcError(code: "invalid_argument", message: "cannot decode: \(e)"))
+    } catch {
+      logger.warning("cannot answer twin.scene.get", metadata: ["error": "\(error)"])
+      try? connection.respond(
+        to: m, with: RpcError(code: "unavailable", message: "\(error)", retryable: true))
+    }
+  }
+
+  static func modified(_ path: String) -> Date? {
+    (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+  }
+
+  static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// Hands the model (one owner: the loop) across the task boundary once.
+final class ModelBox: @unchecked Sendable {
+  let model: TwinModel
+  init(_ model: TwinModel) { self.model = model }
+}
