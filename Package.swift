@@ -152,7 +152,7 @@ let package = Package(
     .executableTarget(
       name: "MirrorBench",
       dependencies: [
-        "MirrorWire", "MirrorBus", "MirrorService", "ReflectorCore", "NotifierCore", "TestSupport",
+        "MirrorWire", "MirrorBus", "MirrorService", "ReflectorCore", "NotifierCore", "TwinCore", "TestSupport",
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "bench/MirrorBench",

@@ -2,7 +2,7 @@
 # Runs the benchmarks and prints figures and ratios (record them in
 # bench/RESULTS.md with this command). Release build; a nats-server of its
 # own on a free loopback port, file storage, torn down at the end.
-#   bench/run.sh [wire|publish|agent|ingest|notifier|all]
+#   bench/run.sh [wire|publish|agent|ingest|notifier|twin|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -294,4 +294,11 @@ if [[ $what == notifier || $what == all ]]; then
   wait "$bench_pid"
   echo "notifier.group_wait_ms 500  (the default window in which alerts are grouped; part of the figure)"
   kill -TERM "$notifier_pid"; wait "$notifier_pid" 2>/dev/null || true; notifier_pid=
+fi
+
+if [[ $what == twin || $what == all ]]; then
+  # The twin at 10,000 nodes and 20,000 links (racks of 38 hosts and two
+  # switches, every host on both): layout from scratch, recompute + diff
+  # per interval with every host reporting, the diff when one host changes.
+  "$bin" twin "${BENCH_TWIN_NODES:-10000}" "${BENCH_TWIN_LINKS:-20000}"
 fi

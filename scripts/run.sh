@@ -13,7 +13,8 @@ root=$(pwd)
 dir="$root/.stack/dev"
 mkdir -p "$dir/logs" "$dir/pids"
 
-services=(ingest:9101 command-router:9102 twin-service:9103 notifier:9104 reflector:9105)
+services=(ingest:9101 command-router:9102 twin-service:9103 notifier:9104 reflector:9105
+  sim-01:9106 sim-02:9107 sim-03:9108)
 
 running() { [[ -f "$dir/pids/$1" ]] && kill -0 "$(cat "$dir/pids/$1")" 2>/dev/null; }
 
@@ -70,19 +71,29 @@ mkdir -p "$keys"
 [[ -f "$keys/router.key" ]] || "$bin/mirrorctl" keys gen --out "$keys/router" >/dev/null
 [[ -f "$keys/admin.key" ]] || "$bin/mirrorctl" keys gen --out "$keys/admin" >/dev/null
 
+# The twin's example inventory, made for this host.
+this_host=$(hostname -s | tr -c 'A-Za-z0-9_\n-' '-')
+iface=$(ip route show default 2>/dev/null | awk '{print $5; exit}')
+sed -e "s/@HOST@/$this_host/g" -e "s/@IFACE@/${iface:-eth0}/g" config/inventory.example.yaml >"$dir/inventory.yaml"
+
 for entry in "${services[@]}"; do
   name=${entry%%:*}
   port=${entry##*:}
   running "$name" && continue
-  config="$root/config/$name.yaml"
+  binary=$name
+  [[ $name == sim-* ]] && binary=reflector
+  config="$root/config/$binary.yaml"
   args=(--nats-url "$MIRROR_NATS_URL" --database-url "$MIRROR_DATABASE_URL" --http "127.0.0.1:$port")
   [[ -f "$config" ]] && args+=(--config "$config")
   case "$name" in
     command-router) args+=(--set "router.signing-key=$keys/router.key") ;;
     reflector) args+=(--set "commands.router-key=$keys/router.pub" --set "commands.policy=$root/config/commands-policy.yaml") ;;
     notifier) args+=(--set "notifier.rules=$root/config/alert-rules.yaml") ;;
+    twin-service) args+=(--set "twin.inventory=$dir/inventory.yaml") ;;
+    # Simulated hosts: this machine's metrics under another name, no commands.
+    sim-*) args+=(--set "reflector.host=$name" --set "reflector.spool-dir=$dir/spool-$name") ;;
   esac
-  MIRROR_LOG_FORMAT=json nohup "$bin/$name" "${args[@]}" >>"$dir/logs/$name.log" 2>&1 &
+  MIRROR_LOG_FORMAT=json nohup "$bin/$binary" "${args[@]}" >>"$dir/logs/$name.log" 2>&1 &
   echo $! >"$dir/pids/$name"
 done
 
@@ -108,6 +119,7 @@ echo
 echo "logs: $dir/logs/   stop: scripts/run.sh stop"
 echo "look around: export MIRROR_NATS_URL=$MIRROR_NATS_URL MIRROR_OPERATOR=admin MIRROR_OPERATOR_KEY=$keys/admin.key"
 echo "  $bin/mirrorctl hosts | top | query cpu_percent | tail 'metrics.normalized.>' | commands | alerts"
+echo "  $bin/mirrorctl twin export --format gltf twin.gltf    (the lab in 3D; open it in any glTF viewer)"
 echo "  $bin/mirrorctl exec $(hostname -s | tr -c 'A-Za-z0-9_\n-' '-') -- uptime"
 
 if [[ "${1:-}" == "--detach" ]]; then exit 0; fi

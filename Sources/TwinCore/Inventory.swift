@@ -29,6 +29,11 @@ public struct Inventory: Sendable, Equatable {
     public var name: String
     public var origin: Vec3
     public var size: Vec3
+    public init(name: String, origin: Vec3, size: Vec3) {
+      self.name = name
+      self.origin = origin
+      self.size = size
+    }
   }
 
   public struct Rack: Sendable, Equatable {
@@ -38,6 +43,13 @@ public struct Inventory: Sendable, Equatable {
     public var position: Vec3
     public var rotationDegrees: Double
     public var units: Int
+    public init(name: String, room: String, position: Vec3, rotationDegrees: Double = 0, units: Int = 42) {
+      self.name = name
+      self.room = room
+      self.position = position
+      self.rotationDegrees = rotationDegrees
+      self.units = units
+    }
   }
 
   public struct Device: Sendable, Equatable {

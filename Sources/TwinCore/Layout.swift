@@ -5,7 +5,7 @@
 /// one new host does not move the rest; pinned nodes stay where they are.
 public struct ForceLayout: Sendable {
   public var seed: UInt64 = 42
-  public var iterationsFromScratch = 80
+  public var iterationsFromScratch = 50
   public var iterationsWarm = 15
   /// The ideal distance between linked nodes.
   public var spacing = 1.0
@@ -85,34 +85,52 @@ public struct ForceLayout: Sendable {
         order[fill[cellOf[i]]] = i
         fill[cellOf[i]] += 1
       }
-      for i in 0..<count {
-        dx[i] = 0
-        dy[i] = 0
-      }
-      // Repulsion from nodes within the 3×3 cells around.
-      for i in 0..<count {
-        let ci = cellOf[i]
-        let c = ci % cols
-        let r = ci / cols
-        for rr in max(0, r - 1)...min(rows - 1, r + 1) {
-          for cc in max(0, c - 1)...min(cols - 1, c + 1) {
-            let cellIndex = rr * cols + cc
-            for o in start[cellIndex]..<start[cellIndex + 1] {
-              let j = order[o]
-              if j == i { continue }
-              var ddx = x[i] - x[j]
-              var ddy = y[i] - y[j]
-              var d2 = ddx * ddx + ddy * ddy
-              if d2 > cell * cell { continue }
-              if d2 < 1e-9 {
-                // Two nodes on one spot: part them the same way every run.
-                ddx = i < j ? 0.01 : -0.01
-                ddy = 0
-                d2 = 1e-4
+      // Repulsion from nodes within the 3×3 cells around (through raw
+      // buffers: this loop is most of the work).
+      x.withUnsafeBufferPointer { x in
+        y.withUnsafeBufferPointer { y in
+          dx.withUnsafeMutableBufferPointer { dx in
+            dy.withUnsafeMutableBufferPointer { dy in
+              order.withUnsafeBufferPointer { order in
+                start.withUnsafeBufferPointer { start in
+                  cellOf.withUnsafeBufferPointer { cellOf in
+                    let reach = cell * cell
+                    for i in 0..<count {
+                      let ci = cellOf[i]
+                      let c = ci % cols
+                      let r = ci / cols
+                      let xi = x[i]
+                      let yi = y[i]
+                      var fx = 0.0
+                      var fy = 0.0
+                      for rr in max(0, r - 1)...min(rows - 1, r + 1) {
+                        let lo = rr * cols + max(0, c - 1)
+                        let hi = rr * cols + min(cols - 1, c + 1)
+                        // Cells of one row are adjacent in `order`.
+                        for o in start[lo]..<start[hi + 1] {
+                          let j = order[o]
+                          if j == i { continue }
+                          var ddx = xi - x[j]
+                          var ddy = yi - y[j]
+                          var d2 = ddx * ddx + ddy * ddy
+                          if d2 > reach { continue }
+                          if d2 < 1e-9 {
+                            // Two nodes on one spot: part them the same way every run.
+                            ddx = i < j ? 0.01 : -0.01
+                            ddy = 0
+                            d2 = 1e-4
+                          }
+                          let f = k2 / d2
+                          fx += ddx * f
+                          fy += ddy * f
+                        }
+                      }
+                      dx[i] = fx
+                      dy[i] = fy
+                    }
+                  }
+                }
               }
-              let f = k2 / d2
-              dx[i] += ddx * f
-              dy[i] += ddy * f
             }
           }
         }

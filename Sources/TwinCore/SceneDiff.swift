@@ -8,22 +8,31 @@ public enum SceneDiffer {
   /// nothing did.
   public static func diff(from old: Scene, to new: Scene) -> SceneDiff? {
     var d = SceneDiff(sequence: old.sequence + 1, baseSequence: old.sequence, generatedAtUnixMs: new.generatedAtUnixMs)
-    var oldNodes: [String: SceneNode] = [:]
-    oldNodes.reserveCapacity(old.nodes.count)
-    for n in old.nodes { oldNodes[n.id] = n }
-    for n in new.nodes {
-      if let o = oldNodes.removeValue(forKey: n.id), o == n { continue }
-      d.upsertedNodes.append(n)
+    // Same ids in the same order (the usual interval): compare in place.
+    if old.nodes.count == new.nodes.count, zip(old.nodes, new.nodes).allSatisfy({ $0.id == $1.id }) {
+      for (o, n) in zip(old.nodes, new.nodes) where o != n { d.upsertedNodes.append(n) }
+    } else {
+      var oldNodes: [String: SceneNode] = [:]
+      oldNodes.reserveCapacity(old.nodes.count)
+      for n in old.nodes { oldNodes[n.id] = n }
+      for n in new.nodes {
+        if let o = oldNodes.removeValue(forKey: n.id), o == n { continue }
+        d.upsertedNodes.append(n)
+      }
+      d.removedNodes = oldNodes.keys.sorted()
     }
-    d.removedNodes = oldNodes.keys.sorted()
-    var oldLinks: [String: SceneLink] = [:]
-    oldLinks.reserveCapacity(old.links.count)
-    for l in old.links { oldLinks[l.id] = l }
-    for l in new.links {
-      if let o = oldLinks.removeValue(forKey: l.id), o == l { continue }
-      d.upsertedLinks.append(l)
+    if old.links.count == new.links.count, zip(old.links, new.links).allSatisfy({ $0.id == $1.id }) {
+      for (o, l) in zip(old.links, new.links) where o != l { d.upsertedLinks.append(l) }
+    } else {
+      var oldLinks: [String: SceneLink] = [:]
+      oldLinks.reserveCapacity(old.links.count)
+      for l in old.links { oldLinks[l.id] = l }
+      for l in new.links {
+        if let o = oldLinks.removeValue(forKey: l.id), o == l { continue }
+        d.upsertedLinks.append(l)
+      }
+      d.removedLinks = oldLinks.keys.sorted()
     }
-    d.removedLinks = oldLinks.keys.sorted()
     d.fullRefresh = old.rooms != new.rooms || old.racks != new.racks
     if d.upsertedNodes.isEmpty, d.removedNodes.isEmpty, d.upsertedLinks.isEmpty, d.removedLinks.isEmpty,
       !d.fullRefresh

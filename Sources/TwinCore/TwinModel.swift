@@ -4,8 +4,9 @@ public import MirrorWire
 /// The twin: the inventory, what every host last reported, and the scene
 /// made of both. Not thread-safe; one owner calls it.
 public final class TwinModel {
-  /// What a host last reported, reduced to what the scene shows.
-  struct HostLive {
+  /// What a host last reported, reduced to what the scene shows (a class:
+  /// the scene reads it for every node and link, without copying).
+  final class HostLive {
     var lastSeenMs: Int64 = 0
     var intervalMs: Int64 = 5000
     var cpu: Double?
@@ -49,7 +50,7 @@ public final class TwinModel {
     // The hosts it showed keep their last values until they report (or
     // go down on time), instead of vanishing for an interval.
     for n in stored.nodes where n.kind == .host && n.health != .unknown && hosts[n.id] == nil {
-      var h = HostLive()
+      let h = HostLive()
       h.lastSeenMs = n.health == .down ? 0 : stored.generatedAtUnixMs
       h.cpu = n.cpuPercent
       h.memory = n.memoryPercent
@@ -58,14 +59,24 @@ public final class TwinModel {
     }
   }
 
-  public func replaceInventory(_ new: Inventory) { inventory = new }
+  public func replaceInventory(_ new: Inventory) {
+    inventory = new
+    planned = nil
+  }
 
   // MARK: Input
 
   /// One batch from `metrics.normalized`; `arrivedMs` is when it arrived.
   public func observe(_ n: NormalizedBatch, arrivedMs: Int64) {
     guard let b = n.batch, !b.host.isEmpty else { return }
-    var h = hosts[b.host] ?? HostLive()
+    let h: HostLive
+    if let known = hosts[b.host] {
+      h = known
+    } else {
+      h = HostLive()
+      hosts[b.host] = h
+      planned = nil  // a new host: a new node
+    }
     h.lastSeenMs = max(h.lastSeenMs, arrivedMs)
     h.intervalMs = Int64(max(b.intervalMs, 1000))
     h.cpu = n.elapsedMs > 0 ? n.cpuPercent : h.cpu
@@ -84,7 +95,6 @@ public final class TwinModel {
       h.counters[i.name] = now
       if let s = i.speedMbps, s > 0 { h.speeds[i.name] = s } else { h.speeds[i.name] = nil }
     }
-    hosts[b.host] = h
   }
 
   // MARK: The scene
@@ -106,10 +116,21 @@ public final class TwinModel {
 
   static func tenth(_ v: Double?) -> Double? { v.map { ($0 * 10).rounded() / 10 } }
 
-  /// Builds the scene as of `nowMs` and returns what changed since the
-  /// last one (nil: nothing did; the sequence stays).
-  @discardableResult
-  public func recompute(nowMs: Int64) -> SceneDiff? {
+  /// What does not change between intervals: every node and link with its
+  /// place, size and ends, in id order. Made again only when the inventory
+  /// changes or a host the inventory does not know appears.
+  struct Plan {
+    var nodes: [SceneNode]
+    var links: [SceneLink]
+    var linkEnds: [(from: String, fromPort: String, to: String, toPort: String, speed: UInt32?)]
+    var rooms: [SceneRoom]
+    var racks: [SceneRack]
+    var ids: [String]
+  }
+  private var planned: Plan?
+
+  private func plan() -> Plan {
+    if let planned { return planned }
     let U = 0.04445
     let roomByName = Dictionary(inventory.rooms.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     let rackByName = Dictionary(inventory.racks.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -121,16 +142,13 @@ public final class TwinModel {
         position: Vec3(x: o.x + r.position.x, y: o.y + r.position.y, z: o.z + r.position.z),
         rotationDegrees: r.rotationDegrees, heightUnits: UInt32(r.units))
     }
-    // Every node: the inventory's devices, then live hosts it does not
-    // know ("unracked"), each set in name order.
+    // Every node: the inventory's devices, and live hosts it does not know
+    // ("unracked", on a grid beside the rooms).
     var nodes: [SceneNode] = []
     nodes.reserveCapacity(inventory.devices.count + hosts.count)
     let known = Set(inventory.devices.map(\.name))
-    let unracked = hosts.keys.filter { !known.contains($0) }.sorted()
     let farX = (inventory.rooms.map { $0.origin.x + $0.size.x }.max() ?? 0) + 2
-    for d in inventory.devices.sorted(by: { $0.name < $1.name }) {
-      let live = hosts[d.name]
-      let health = Self.health(live, nowMs: nowMs, downAfter: settings.downAfterIntervals)
+    for d in inventory.devices {
       var position = Vec3()
       var size = Vec3(x: 0.48, y: Double(d.height) * U, z: 0.7)
       let origin = roomByName[d.room]?.origin ?? Vec3()
@@ -143,40 +161,20 @@ public final class TwinModel {
         size = Vec3(x: 0.3, y: 0.1, z: 0.3)
       }
       nodes.append(
-        node(
-          d.name, kind: d.kind, label: d.label, health: health, live: live, position: position, size: size,
-          room: d.room, rack: d.rack ?? "", unit: d.unit.map { UInt32($0) }, pinned: d.pin != nil))
+        SceneNode(
+          id: d.name, kind: d.kind, label: d.label, position: position, size: size, room: d.room,
+          rack: d.rack ?? "", rackUnit: d.unit.map { UInt32($0) }, pinned: d.pin != nil))
     }
-    for (i, name) in unracked.enumerated() {
-      let live = hosts[name]
-      let position = Vec3(x: farX + Double(i % 10), y: 0.25, z: Double(i / 10))
+    for (i, name) in hosts.keys.filter({ !known.contains($0) }).sorted().enumerated() {
       nodes.append(
-        node(
-          name, kind: .host, label: name,
-          health: Self.health(live, nowMs: nowMs, downAfter: settings.downAfterIntervals),
-          live: live, position: position, size: Vec3(x: 0.4, y: 0.4, z: 0.4), room: "unracked", rack: "", unit: nil,
-          pinned: false))
+        SceneNode(
+          id: name, kind: .host, label: name, position: Vec3(x: farX + Double(i % 10), y: 0.25, z: Double(i / 10)),
+          size: Vec3(x: 0.4, y: 0.4, z: 0.4), room: "unracked"))
     }
     nodes.sort { $0.id < $1.id }
-    let index = Dictionary(nodes.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
-    // Links, measured at a host end.
+    var ends: [(from: String, fromPort: String, to: String, toPort: String, speed: UInt32?)] = []
     var links: [SceneLink] = []
-    links.reserveCapacity(inventory.links.count)
-    for l in inventory.links {
-      var rx = 0.0
-      var tx = 0.0
-      var measured = false
-      var speed = l.speedMbps
-      if let h = hosts[l.from], let r = h.rates[l.fromPort] {
-        (rx, tx, measured) = (r.rx, r.tx, true)
-        speed = h.speeds[l.fromPort] ?? speed
-      } else if let h = hosts[l.to], let r = h.rates[l.toPort] {
-        // Seen from the other end: what it receives, the source sends.
-        (rx, tx, measured) = (r.tx, r.rx, true)
-        speed = h.speeds[l.toPort] ?? speed
-      }
-      let util = measured ? Self.tenth(utilization(rxBitsPerSecond: rx, txBitsPerSecond: tx, speedMbps: speed)) : nil
-      let (material, thickness) = Materials.link(utilizationPercent: util)
+    for l in inventory.links.sorted(by: { $0.id < $1.id }) {
       var waypoints = l.waypoints
       if !waypoints.isEmpty {
         // Waypoints are in the source device's room frame.
@@ -187,26 +185,25 @@ public final class TwinModel {
       links.append(
         SceneLink(
           id: l.id, sourceNode: l.from, sourcePort: l.fromPort, targetNode: l.to, targetPort: l.toPort,
-          speedMbps: speed, rxBitsPerSecond: measured ? rx.rounded() : 0, txBitsPerSecond: measured ? tx.rounded() : 0,
-          utilizationPercent: util, thickness: thickness, material: material, waypoints: waypoints))
+          waypoints: waypoints))
+      ends.append((l.from, l.fromPort, l.to, l.toPort, l.speedMbps))
     }
-    links.sort { $0.id < $1.id }
-    // The 2D layout, again only when the graph changed.
+    // The 2D layout: again only when the graph changed, warm-started.
+    let index = Dictionary(nodes.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
     let ids = nodes.map(\.id) + links.map(\.id)
     if ids != topology {
       let edges = links.compactMap { l -> (Int, Int)? in
         guard let a = index[l.sourceNode], let b = index[l.targetNode] else { return nil }
         return (a, b)
       }
-      let pins = nodes.map { n -> (Double, Double)? in
-        inventory.devices.first { $0.name == n.id }?.pin.map { ($0.x, $0.y) }
-      }
+      let pinByName = Dictionary(
+        inventory.devices.compactMap { d in d.pin.map { (d.name, ($0.x, $0.y)) } }, uniquingKeysWith: { a, _ in a })
       let laid = ForceLayout(seed: settings.layoutSeed).layout(
-        count: nodes.count, edges: edges, previous: nodes.map { positions[$0.id] }, pinned: pins)
+        count: nodes.count, edges: edges, previous: nodes.map { positions[$0.id] },
+        pinned: nodes.map { pinByName[$0.id] })
       positions = [:]
       for (i, p) in laid.enumerated() {
-        let rounded = ((p.x * 1000).rounded() / 1000, (p.y * 1000).rounded() / 1000)
-        positions[nodes[i].id] = rounded
+        positions[nodes[i].id] = ((p.x * 1000).rounded() / 1000, (p.y * 1000).rounded() / 1000)
       }
       topology = ids
     }
@@ -215,26 +212,59 @@ public final class TwinModel {
       nodes[i].x2d = p.0
       nodes[i].y2d = p.1
     }
+    let made = Plan(nodes: nodes, links: links, linkEnds: ends, rooms: rooms, racks: racks, ids: ids)
+    planned = made
+    return made
+  }
+
+  /// Builds the scene as of `nowMs` and returns what changed since the
+  /// last one (nil: nothing did; the sequence stays).
+  @discardableResult
+  public func recompute(nowMs: Int64) -> SceneDiff? {
+    let plan = plan()
+    var nodes = plan.nodes
+    let downAfter = settings.downAfterIntervals
+    for i in nodes.indices {
+      let live = hosts[nodes[i].id]
+      let health = Self.health(live, nowMs: nowMs, downAfter: downAfter)
+      let up = health != .down && health != .unknown
+      let cpu = up ? Self.tenth(live?.cpu) : nil
+      nodes[i].health = health
+      nodes[i].cpuPercent = cpu
+      nodes[i].memoryPercent = up ? Self.tenth(live?.memory) : nil
+      nodes[i].temperatureCelsius = up ? Self.tenth(live?.temperature) : nil
+      nodes[i].material = Materials.node(kind: nodes[i].kind, health: health, cpuPercent: cpu)
+    }
+    var links = plan.links
+    for i in links.indices {
+      let end = plan.linkEnds[i]
+      var rx = 0.0
+      var tx = 0.0
+      var measured = false
+      var speed = end.speed
+      if let h = hosts[end.from], let r = h.rates[end.fromPort] {
+        (rx, tx, measured) = (r.rx, r.tx, true)
+        speed = h.speeds[end.fromPort] ?? speed
+      } else if let h = hosts[end.to], let r = h.rates[end.toPort] {
+        // Seen from the other end: what it receives, the source sends.
+        (rx, tx, measured) = (r.tx, r.rx, true)
+        speed = h.speeds[end.toPort] ?? speed
+      }
+      let util = measured ? Self.tenth(utilization(rxBitsPerSecond: rx, txBitsPerSecond: tx, speedMbps: speed)) : nil
+      let (material, thickness) = Materials.link(utilizationPercent: util)
+      links[i].speedMbps = speed
+      links[i].rxBitsPerSecond = measured ? rx.rounded() : 0
+      links[i].txBitsPerSecond = measured ? tx.rounded() : 0
+      links[i].utilizationPercent = util
+      links[i].thickness = thickness
+      links[i].material = material
+    }
     var next = Scene(
-      sequence: scene.sequence, generatedAtUnixMs: nowMs, nodes: nodes, links: links, rooms: rooms, racks: racks)
-    let diff = SceneDiffer.diff(from: scene, to: next)
-    guard let diff else { return nil }
+      sequence: scene.sequence, generatedAtUnixMs: nowMs, nodes: nodes, links: links, rooms: plan.rooms,
+      racks: plan.racks)
+    guard let diff = SceneDiffer.diff(from: scene, to: next) else { return nil }
     next.sequence = diff.sequence
     scene = next
     return diff
-  }
-
-  private func node(
-    _ id: String, kind: NodeKind, label: String, health: Health, live: HostLive?, position: Vec3, size: Vec3,
-    room: String, rack: String, unit: UInt32?, pinned: Bool
-  ) -> SceneNode {
-    let up = health != .down && health != .unknown
-    let cpu = up ? Self.tenth(live?.cpu) : nil
-    return SceneNode(
-      id: id, kind: kind, label: label, health: health, position: position, size: size, x2d: 0, y2d: 0,
-      cpuPercent: cpu, memoryPercent: up ? Self.tenth(live?.memory) : nil,
-      temperatureCelsius: up ? Self.tenth(live?.temperature) : nil,
-      material: Materials.node(kind: kind, health: health, cpuPercent: cpu), room: room, rack: rack, rackUnit: unit,
-      pinned: pinned)
   }
 }

@@ -205,9 +205,9 @@ public final class TwinService: Service, Sendable {
     }
   }
 
-  static func modified(_ path: String) -> Date? {
-    (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
-  }
+  /// What the file holds now (compared whole: an inventory is small, and
+  /// modification times can be too coarse to tell two quick edits apart).
+  static func modified(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
 
   static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }

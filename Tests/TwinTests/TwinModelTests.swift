@@ -49,6 +49,27 @@ func twinBatch(
     try Inventory.parse(YAMLValue.parse(text, file: "inventory.yaml"))
   }
 
+  /// The inventories that ship: the local stack's example (as run.sh
+  /// fills it in) and the k8s ConfigMap's.
+  @Test func theShippedInventoriesAreValid() throws {
+    let example = try String(
+      contentsOfFile: Harness.root.appendingPathComponent("config/inventory.example.yaml").path, encoding: .utf8)
+    let filled = example.replacingOccurrences(of: "@HOST@", with: "myhost").replacingOccurrences(
+      of: "@IFACE@", with: "eth0")
+    let inv = try Inventory.parse(YAMLValue.parse(filled, file: "inventory.example.yaml"))
+    #expect(inv.rooms.count == 1 && inv.racks.count == 2)
+    #expect(Set(inv.devices.map(\.name)).isSuperset(of: ["core-switch", "myhost", "sim-01", "sim-02", "sim-03"]))
+    #expect(inv.links.contains { $0.from == "myhost" && $0.fromPort == "eth0" })
+    let manifest = try String(
+      contentsOfFile: Harness.root.appendingPathComponent("k8s/twin-inventory.yaml").path, encoding: .utf8)
+    let marker = "  inventory.yaml: |\n"
+    let body = try #require(manifest.components(separatedBy: marker).last)
+    let text = body.split(separator: "\n", omittingEmptySubsequences: false).map { $0.dropFirst(4) }.joined(
+      separator: "\n")
+    let k8s = try Inventory.parse(YAMLValue.parse(text, file: "k8s/twin-inventory.yaml"))
+    #expect(k8s.devices.map(\.name) == ["core-switch"])
+  }
+
   @Test func utilisationIsTheBusierDirectionOverTheSpeedAndResetsGiveNoRate() {
     let a = CounterRate(atMs: 0, rxBytes: 1_000, txBytes: 0, bootID: "b")
     let b = CounterRate(atMs: 2_000, rxBytes: 125_001_000, txBytes: 25_000_000, bootID: "b")

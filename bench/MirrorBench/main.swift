@@ -5,6 +5,7 @@
 //   MirrorBench sections                     CPU time of each collector section of this host
 //   MirrorBench fleet-fill URL HOSTS PER_HOST         a backlog of a simulated fleet
 //   MirrorBench fleet-live URL HOSTS INTERVALS SECS   a live fleet; lag to metrics.normalized
+//   MirrorBench twin NODES LINKS             the twin: layout, recompute + diff, diff size
 //   MirrorBench alert-eval HOSTS INTERVALS   CPU time of the Notifier's rule evaluation per interval
 //   MirrorBench alert-latency URL PORTFILE COUNT   breach → ntfy receiver (a receiver of its own;
 //                                            its port is written to PORTFILE for the notifier's rules)
@@ -179,6 +180,8 @@ case "fleet-fill" where args.count == 5:
   try await Fleet.fill(url: args[2], hosts: Int(args[3])!, perHost: Int(args[4])!)
 case "fleet-live" where args.count == 6:
   try await Fleet.live(url: args[2], hosts: Int(args[3])!, intervals: Int(args[4])!, interval: Double(args[5])!)
+case "twin" where args.count == 4:
+  TwinBench.run(nodes: Int(args[2])!, links: Int(args[3])!)
 case "alert-eval" where args.count == 4:
   try Alerts.evaluation(hosts: Int(args[2])!, intervals: Int(args[3])!)
 case "alert-latency" where args.count == 5:
