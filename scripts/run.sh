@@ -25,7 +25,11 @@ stop_services() {
   done
   for entry in "${services[@]}"; do
     name=${entry%%:*}
-    for _ in $(seq 100); do running "$name" || break; sleep 0.1; done
+    for _ in $(seq 150); do running "$name" || break; sleep 0.1; done
+    if running "$name"; then
+      echo "$name did not stop within 15 s of SIGTERM; killing it" >&2
+      kill -KILL "$(cat "$dir/pids/$name")" 2>/dev/null || true
+    fi
     rm -f "$dir/pids/$name"
   done
 }

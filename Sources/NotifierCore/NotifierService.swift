@@ -25,8 +25,8 @@ public final class NotifierService: Service, Sendable {
   }
 
   enum Input: Sendable {
-    case metrics([JetStreamMessage], CheckedContinuation<Void, Never>)
-    case events([JetStreamMessage], CheckedContinuation<Void, Never>)
+    case metrics([JetStreamMessage], Completion)
+    case events([JetStreamMessage], Completion)
     case tick
     case request(BusMessage)
   }
@@ -125,7 +125,7 @@ public final class NotifierService: Service, Sendable {
   /// waiting until it has been dealt with.
   func consume(
     _ connection: BusConnection, stream: String, durable: String, filter: String,
-    _ wrap: @escaping @Sendable ([JetStreamMessage], CheckedContinuation<Void, Never>) -> Input
+    _ wrap: @escaping @Sendable ([JetStreamMessage], Completion) -> Input
   ) async {
     // A first start follows what happens from now on: alerting on an hour
     // of history would only page for the past. Later starts resume.
@@ -137,7 +137,9 @@ public final class NotifierService: Service, Sendable {
         continue
       }
       if messages.isEmpty { continue }
-      await withCheckedContinuation { c in inputContinuation.yield(wrap(messages, c)) }
+      let done = Completion()
+      inputContinuation.yield(wrap(messages, done))
+      await done.wait()
     }
   }
 
@@ -164,7 +166,7 @@ public final class NotifierService: Service, Sendable {
         Counter(label: "notifier_batches_total").increment(by: messages.count)
         unsaved += engine.drainActions()
         await settle(messages, unsaved: &unsaved, connection: connection)
-        done.resume()
+        done.finish()
       case .events(let messages, let done):
         let now = Self.nowMs()
         for m in messages {
@@ -180,7 +182,7 @@ public final class NotifierService: Service, Sendable {
         }
         unsaved += engine.drainActions()
         await settle(messages, unsaved: &unsaved, connection: connection)
-        done.resume()
+        done.finish()
       case .tick:
         if ContinuousClock.now - lastRefresh >= settings.hostsRefresh {
           lastRefresh = .now

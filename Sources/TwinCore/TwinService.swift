@@ -22,7 +22,7 @@ public final class TwinService: Service, Sendable {
   }
 
   enum Input: Sendable {
-    case batches([JetStreamMessage], CheckedContinuation<Void, Never>)
+    case batches([JetStreamMessage], Completion)
     case tick
     case reload
     case request(BusMessage)
@@ -106,7 +106,9 @@ public final class TwinService: Service, Sendable {
         continue
       }
       if messages.isEmpty { continue }
-      await withCheckedContinuation { c in inputContinuation.yield(.batches(messages, c)) }
+      let done = Completion()
+      inputContinuation.yield(.batches(messages, done))
+      await done.wait()
     }
   }
 
@@ -130,7 +132,7 @@ public final class TwinService: Service, Sendable {
           try? m.ack()
         }
         Counter(label: "twin_batches_total").increment(by: messages.count)
-        done.resume()
+        done.finish()
       case .tick:
         await publish(model, connection: connection, kv: kv)
       case .reload:
