@@ -160,7 +160,7 @@ let package = Package(
 
     // Tests: a harness that starts real nats-server and PostgreSQL.
     .target(
-      name: "TestSupport", dependencies: ["MirrorBus", "MirrorStore", "MirrorWire"],
+      name: "TestSupport", dependencies: ["MirrorBus", "MirrorStore", "MirrorWire", "MirrorService"],
       path: "Tests/TestSupport", swiftSettings: strict),
     .testTarget(name: "MirrorWireTests", dependencies: ["MirrorWire", "TestSupport"], swiftSettings: strict),
     .testTarget(name: "MirrorBusTests", dependencies: ["MirrorBus", "TestSupport"], swiftSettings: strict),

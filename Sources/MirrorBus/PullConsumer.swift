@@ -24,6 +24,13 @@ public struct JetStreamMessage: Sendable {
 
   public var mirrorType: String? { headers[BusHeader.mirrorType] }
 
+  /// When it arrived, in milliseconds since the epoch: when JetStream
+  /// stored it (so a redelivery is as old as the message), never later than
+  /// `now`, and `now` when the server gave no time.
+  public func arrivedMs(notAfter now: Int64) -> Int64 {
+    timestampNanos > 0 ? min(now, timestampNanos / 1_000_000) : now
+  }
+
   public func decode<M: WireMessage>(_: M.Type, limit: Int = WireLimits.defaultMaxMessageBytes) throws(WireError) -> M {
     try M(decoding: payload, limit: limit)
   }

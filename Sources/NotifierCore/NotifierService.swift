@@ -155,10 +155,8 @@ public final class NotifierService: Service, Sendable {
         let now = Self.nowMs()
         for m in messages {
           do {
-            // Arrival is when JetStream stored it: a redelivered batch
-            // does not make a quiet host look alive now.
-            let arrived = m.timestampNanos > 0 ? min(now, m.timestampNanos / 1_000_000) : now
-            engine.observe(try NormalizedBatch(decoding: m.payload), nowMs: arrived)
+            // A redelivered batch does not make a quiet host look alive now.
+            engine.observe(try NormalizedBatch(decoding: m.payload), nowMs: m.arrivedMs(notAfter: now))
           } catch {
             badInput(m, "malformed", "not a NormalizedBatch: \(error)")
           }
@@ -178,7 +176,7 @@ public final class NotifierService: Service, Sendable {
             badInput(m, "host_mismatch", "the event's host \(e.host) is not the subject's")
             continue
           }
-          engine.observe(e, nowMs: m.timestampNanos > 0 ? min(now, m.timestampNanos / 1_000_000) : now)
+          engine.observe(e, nowMs: m.arrivedMs(notAfter: now))
         }
         unsaved += engine.drainActions()
         await settle(messages, unsaved: &unsaved, connection: connection)

@@ -121,8 +121,7 @@ public final class TwinService: Service, Sendable {
         let now = Self.nowMs()
         for m in messages {
           do {
-            let arrived = m.timestampNanos > 0 ? min(now, m.timestampNanos / 1_000_000) : now
-            model.observe(try NormalizedBatch(decoding: m.payload), arrivedMs: arrived)
+            model.observe(try NormalizedBatch(decoding: m.payload), arrivedMs: m.arrivedMs(notAfter: now))
           } catch {
             Counter(label: "twin_bad_input_total", dimensions: [("reason", "malformed")]).increment()
             logger.warning("not a NormalizedBatch", metadata: ["subject": "\(m.subject)", "error": "\(error)"])

@@ -73,6 +73,16 @@ import Testing
     return p
   }
 
+  /// A client, once the notifier's consumer on METRICS_NORM is bound.
+  func connectWhenConsuming() async throws -> BusConnection {
+    let client = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
+    #expect(
+      await Harness.waitUntil(timeout: .seconds(30)) {
+        ((try? await client.streamState(Streams.metricsNormalized.name).consumers) ?? 0) >= 1
+      })
+    return client
+  }
+
   func mirrorctl(_ args: [String]) async throws -> (status: Int32, output: String) {
     try await Harness.runDetached(Harness.executable("mirrorctl"), args, environment: ["MIRROR_NATS_URL": nats.url])
   }
@@ -91,11 +101,7 @@ import Testing
     let port = Harness.freePort()
     var notifier = try launchNotifier(rules, port: port)
     defer { if notifier.isRunning { kill(notifier.processIdentifier, SIGKILL) } }
-    let client = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
-    #expect(
-      await Harness.waitUntil(timeout: .seconds(30)) {
-        ((try? await client.streamState(Streams.metricsNormalized.name).consumers) ?? 0) >= 1
-      })
+    let client = try await connectWhenConsuming()
     // Garbage on metrics.normalized: dropped, counted, and the service lives.
     _ = try await client.jetStreamPublish(Subjects.metricsNormalized("junk"), payload: [0x0A, 0xFF, 0x7F])
     #expect(
@@ -154,11 +160,7 @@ import Testing
       kill(notifier.processIdentifier, SIGTERM)
       notifier.waitUntilExit()
     }
-    let client = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
-    #expect(
-      await Harness.waitUntil(timeout: .seconds(30)) {
-        ((try? await client.streamState(Streams.metricsNormalized.name).consumers) ?? 0) >= 1
-      })
+    let client = try await connectWhenConsuming()
     try await Task.sleep(for: .milliseconds(500))
     try pg.stop()
     _ = try await client.jetStreamPublish(
@@ -199,11 +201,7 @@ import Testing
       kill(notifier.processIdentifier, SIGTERM)
       notifier.waitUntilExit()
     }
-    let client = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
-    #expect(
-      await Harness.waitUntil(timeout: .seconds(30)) {
-        ((try? await client.streamState(Streams.metricsNormalized.name).consumers) ?? 0) >= 1
-      })
+    let client = try await connectWhenConsuming()
     _ = try await client.jetStreamPublish(
       Subjects.metricsNormalized("tg1"), normalized("tg1", at: Int64(Date().timeIntervalSince1970 * 1000), cpu: 99),
       msgID: "tg1:1")

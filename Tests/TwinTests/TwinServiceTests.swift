@@ -57,27 +57,19 @@ import TwinCore
     _ = await running.result
   }
 
-  func publish(_ client: BusConnection, _ n: NormalizedBatch) async throws {
-    let host = n.batch?.host ?? ""
-    _ = try await client.jetStreamPublish(
-      Subjects.metricsNormalized(host), n, msgID: "\(host):\(n.batch?.sequence ?? 0)")
-  }
-
   func scene(_ client: BusConnection) async throws -> Scene {
     try await client.request(Subjects.twinSceneGet, GetSceneRequest(format: .protobuf), expecting: Scene.self)
   }
-
-  func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
   @Test func liveBatchesBecomeDiffsTheSceneAndTheStoredSceneAcrossARestart() async throws {
     try await withTwin { client, restart in
       let updates = try client.subscribe(Subjects.visualizationUpdates)
       // Garbage first: dropped, counted, and nothing else suffers.
       _ = try await client.jetStreamPublish(Subjects.metricsNormalized("junk"), payload: [0x0A, 0xFF])
-      let t = nowMs()
-      try await publish(client, twinBatch("node1", at: t, rx: 0, cpu: 33))
-      try await publish(client, twinBatch("node1", at: t + 5000, rx: 62_500_000, cpu: 44))
-      try await publish(client, twinBatch("stray", at: t, cpu: 5))
+      let t = Harness.nowMs()
+      try await client.publishNormalized(twinBatch("node1", at: t, rx: 0, cpu: 33))
+      try await client.publishNormalized(twinBatch("node1", at: t + 5000, rx: 62_500_000, cpu: 44))
+      try await client.publishNormalized(twinBatch("stray", at: t, cpu: 5))
       var seen: [SceneDiff] = []
       _ = await Harness.waitUntil {
         for m in await Harness.collect(updates, count: 1, timeout: .milliseconds(500)) {
@@ -130,7 +122,7 @@ import TwinCore
 
   @Test func mirrorctlExportsGLTFAndJSON() async throws {
     try await withTwin { client, _ in
-      try await publish(client, twinBatch("node2", at: nowMs(), cpu: 12))
+      try await client.publishNormalized(twinBatch("node2", at: Harness.nowMs(), cpu: 12))
       #expect(
         await Harness.waitUntil { (try? await self.scene(client).nodes.first { $0.id == "node2" }?.health) == .ok })
       let gltf = dir + "/twin.gltf"
