@@ -130,16 +130,8 @@ public final class NotifierService: Service, Sendable {
     // A first start follows what happens from now on: alerting on an hour
     // of history would only page for the past. Later starts resume.
     let config = ConsumerConfig(durable: durable, filterSubject: filter, ackWait: .seconds(30), deliverPolicy: .new)
-    guard let consumer = await connection.pullConsumerRetrying(stream: stream, config, logger: logger) else { return }
-    while !Task.isCancelled {
-      guard let messages = try? await consumer.fetch(batch: 500, timeout: .milliseconds(500)) else {
-        try? await Task.sleep(for: .milliseconds(500))
-        continue
-      }
-      if messages.isEmpty { continue }
-      let done = Completion()
+    await connection.feed(stream: stream, config, logger: logger) { messages, done in
       inputContinuation.yield(wrap(messages, done))
-      await done.wait()
     }
   }
 

@@ -96,19 +96,8 @@ public final class TwinService: Service, Sendable {
   func consume(_ connection: BusConnection) async {
     let config = ConsumerConfig(
       durable: settings.consumer, filterSubject: "metrics.normalized.>", ackWait: .seconds(30), deliverPolicy: .new)
-    guard
-      let consumer = await connection.pullConsumerRetrying(
-        stream: Streams.metricsNormalized.name, config, logger: logger)
-    else { return }
-    while !Task.isCancelled {
-      guard let messages = try? await consumer.fetch(batch: 500, timeout: .milliseconds(500)) else {
-        try? await Task.sleep(for: .milliseconds(500))
-        continue
-      }
-      if messages.isEmpty { continue }
-      let done = Completion()
+    await connection.feed(stream: Streams.metricsNormalized.name, config, logger: logger) { messages, done in
       inputContinuation.yield(.batches(messages, done))
-      await done.wait()
     }
   }
 

@@ -113,4 +113,25 @@ extension BusConnection {
     }
     return nil
   }
+
+  /// Binds a durable consumer (retrying) and hands every batch it fetches
+  /// to `handOver`, waiting each time until the receiver calls `finish()`
+  /// on the Completion (or the task is cancelled): one batch at a time, in
+  /// order, to a single owner of the state. Returns when cancelled.
+  public func feed(
+    stream: String, _ config: ConsumerConfig, batch: Int = 500, logger: Logger,
+    handOver: @Sendable ([JetStreamMessage], Completion) -> Void
+  ) async {
+    guard let consumer = await pullConsumerRetrying(stream: stream, config, logger: logger) else { return }
+    while !Task.isCancelled {
+      guard let messages = try? await consumer.fetch(batch: batch, timeout: .milliseconds(500)) else {
+        try? await Task.sleep(for: .milliseconds(500))
+        continue
+      }
+      if messages.isEmpty { continue }
+      let done = Completion()
+      handOver(messages, done)
+      await done.wait()
+    }
+  }
 }
