@@ -224,6 +224,29 @@ import Testing
     }
   }
 
+  @Test func aChannelOverItsRateLimitHoldsTheRestQueuedNotDropped() async throws {
+    let rules = """
+      settings: {group-wait: 100ms}
+      include-defaults: false
+      channels:
+        - {name: phone, type: ntfy, url: "\(ntfy.url)/slow", per-minute: 2}
+      rules:
+        - {name: hot, kind: threshold, metric: cpu.percent, op: '>', value: 80}
+      """
+    try await withNotifier(rules) { client, _ in
+      // Five alerts, far enough apart not to be grouped.
+      for i in 0..<5 {
+        try await client.publishNormalized(normalized("rl\(i)", at: Harness.nowMs(), cpu: 99))
+        try await Task.sleep(for: .milliseconds(400))
+      }
+      try await Task.sleep(for: .seconds(1))
+      #expect(ntfy.delivered.count == 2, "two a minute")
+      let queued = try db.connect().query(
+        "SELECT count(*) FROM notifications WHERE channel = 'phone' AND state = 'queued'")
+      #expect(try queued[0].decode(Int.self, 0) == 3, "the rest wait in the outbox")
+    }
+  }
+
   @Test func aNotificationQueuedBeforeARestartIsSentOnceAfterIt() async throws {
     // Every attempt fails until the notifier has been restarted.
     ntfy.respond(with: Array(repeating: 500, count: 1000))

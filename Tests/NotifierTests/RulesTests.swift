@@ -91,6 +91,16 @@ import Yams
     #expect(r.channels(for: critical, meta: HostMeta()) == ["hook"])
   }
 
+  @Test func aTokenFileIsReadAndTrimmed() throws {
+    let path = NSTemporaryDirectory() + "token-\(UUID().uuidString)"
+    try "tk_from_file\n".write(toFile: path, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let r = try parse("channels:\n  - {name: p, type: ntfy, url: 'http://x/t', token-file: '\(path)'}\n")
+    #expect(r.channels.first?.token == "tk_from_file")
+    let missing = problem("channels:\n  - {name: p, type: ntfy, url: 'http://x/t', token-file: /nonexistent}\n")
+    #expect(missing?.line == 2 && missing?.description.contains("cannot read /nonexistent") == true)
+  }
+
   @Test func errorsNameTheFileTheLineAndTheProblem() {
     let cases: [(String, Int, String)] = [
       (
