@@ -61,6 +61,41 @@ import Testing
     return batches
   }
 
+  /// A collector that starts failing and a disk whose SMART check fails
+  /// are each one event on events.<host> (for the Notifier), not one a
+  /// cycle.
+  @Test func aFailingCollectorAndAFailedSMARTCheckAreAnnouncedOnce() async throws {
+    let bus = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
+    try await bus.ensureStream(Streams.metrics)
+    try await bus.ensureStream(Streams.events)
+    let fake = try Fixture.fakePrograms()
+    try await withAgent(["reflector.host": "flaky", "reflector.interval": "200ms"]) { settings in
+      Collector(
+        settings: .init(
+          host: settings.host, root: Fixture.path("edge"), programPath: fake,
+          statfs: { path in
+            // One mount never answers.
+            path.hasSuffix("/mnt/nas")
+              ? nil : FileSystemUsage(totalBytes: 10, availableBytes: 5, freeBytes: 6, inodesTotal: 4, inodesFree: 1)
+          }))
+    } _: { _ in
+      let batches = try await readAll(bus, durable: "FLAKY", expecting: 5)
+      try #require(batches.count >= 5)
+      #expect(batches.allSatisfy { b in b.errors.contains { $0.collector == "disk" } })
+      let consumer = try await bus.pullConsumer(
+        stream: "EVENTS", ConsumerConfig(durable: "FLAKY_EVENTS", filterSubject: "events.flaky"))
+      var events: [Event] = []
+      for m in try await consumer.fetch(batch: 100, timeout: .seconds(1)) { events.append(try m.decode(Event.self)) }
+      let collectorFailed = events.filter { $0.kind == .collectorFailed }
+      #expect(collectorFailed.count == 1, "\(events.map(\.kind))")
+      #expect(collectorFailed.first?.source == "collector.disk" && collectorFailed.first?.severity == .warning)
+      let smart = events.filter { $0.kind == .smartFailed }
+      #expect(smart.count == 1)
+      #expect(smart.first?.source == "disk.nvme0n1" && smart.first?.severity == .critical)
+      #expect(smart.first?.message.contains("WDC WDS500G2B0C") == true)
+    }
+  }
+
   @Test func batchWithEverySectionArrivesAndDecodes() async throws {
     let bus = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
     try await bus.ensureStream(Streams.metrics)

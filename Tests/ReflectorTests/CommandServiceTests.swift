@@ -36,6 +36,7 @@ import Testing
   @Test func commandsRunAndRefusalsAreReported() async throws {
     let bus = try await BusConnection.connect(BusOptions(urls: [nats.url]), logger: Harness.logger)
     try await bus.ensureStream(Streams.commands)
+    try await bus.ensureStream(Streams.events)
     let config = ConfigValues(overrides: ["nats.urls": nats.url])
     let context = ServiceContext(
       settings: try ServiceSettings(service: "reflector", defaultHTTPPort: 0, config: config), config: config,
@@ -89,6 +90,14 @@ import Testing
     #expect(result("forged").first?.reason.hasPrefix("bad_signature") == true)
     #expect(result("expired").first?.reason.hasPrefix("expired") == true)
     #expect(result("denied").first?.reason.hasPrefix("not_allowed") == true)
+    // The failed and the timed-out runs are events for the Notifier too.
+    let events = try await bus.pullConsumer(
+      stream: "EVENTS", ConsumerConfig(durable: "CMD_EVENTS", filterSubject: "events.node1"))
+    let failed = try await events.fetch(batch: 10, timeout: .seconds(2)).map { try $0.decode(Event.self) }
+    #expect(Set(failed.map(\.source)) == ["command.fails", "command.slow"], "\(failed)")
+    #expect(failed.allSatisfy { $0.kind == .commandFailed && $0.host == "node1" })
+    #expect(failed.first { $0.source == "command.fails" }?.message == "sh -c exit 7: exit status 7")
+    #expect(failed.first { $0.source == "command.slow" }?.message.hasPrefix("sh -c sleep 30: ") == true)
     await group.triggerGracefulShutdown()
   }
 }

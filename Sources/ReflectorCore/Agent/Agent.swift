@@ -33,6 +33,9 @@ public final class Agent: Service, Sendable {
   private let publishFailures = Counter(label: "reflector_publish_failures_total")
   private let overruns = Counter(label: "reflector_cycles_overrun_total")
   private let cycleTime = Timer(label: "reflector_cycle_seconds")
+  /// The collectors failing and the disks failing SMART in the last batch
+  /// (so each is announced once, when it starts).
+  private let announced = Mutex<(collectors: Set<String>, disks: Set<String>)>(([], []))
 
   public init(settings: AgentSettings, bus: BusService, collector: Collector, logger: Logger) throws {
     self.settings = settings
@@ -99,6 +102,7 @@ public final class Agent: Service, Sendable {
     let start = ContinuousClock.now
     let intervalMs = UInt32(clamping: settings.interval.wholeMilliseconds)
     let batch = await collector.run { c in c.collect(sequence: Self.bootMilliseconds(), intervalMs: intervalMs) }
+    announceChanges(batch)
     let entry = BatchBuffer.Entry(
       msgID: "\(batch.host):\(batch.bootId):\(batch.sequence)", subject: Subjects.metricsRaw(batch.host),
       payload: batch.encode())
@@ -118,11 +122,39 @@ public final class Agent: Service, Sendable {
     return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec / 1_000_000)
   }
 
-  private func enqueueEvent(_ kind: EventKind, _ message: String) {
+  /// Turns what went wrong in a batch into events, once when it starts
+  /// (not every cycle): a collector that began to fail, a disk whose SMART
+  /// check began to fail. Only the collect loop calls it.
+  private func announceChanges(_ batch: MetricsBatch) {
+    let failing = Dictionary(batch.errors.map { ($0.collector, $0.message) }, uniquingKeysWith: { a, _ in a })
+    let failedDisks = Set(batch.disks.filter { $0.smartHealth == .failed }.map(\.device))
+    let (newCollectors, newDisks) = announced.withLock { a -> ([String], [String]) in
+      let collectors = failing.keys.filter { !a.collectors.contains($0) }.sorted()
+      let disks = failedDisks.subtracting(a.disks).sorted()
+      a.collectors = Set(failing.keys)
+      a.disks = failedDisks
+      return (collectors, disks)
+    }
+    for c in newCollectors {
+      enqueueEvent(
+        .collectorFailed, "the \(c) collector failed: \(failing[c] ?? "")", source: "collector.\(c)", severity: .warning
+      )
+    }
+    for d in newDisks {
+      let disk = batch.disks.first { $0.device == d }
+      enqueueEvent(
+        .smartFailed, "SMART health check FAILED for \(d) (\(disk?.model ?? "") \(disk?.serial ?? ""))",
+        source: "disk.\(d)", severity: .critical)
+    }
+  }
+
+  private func enqueueEvent(
+    _ kind: EventKind, _ message: String, source: String = "reflector", severity: Severity = .info
+  ) {
     let id = UUID().uuidString.lowercased()
     let event = Event(
-      id: id, host: settings.host, kind: kind, severity: .info,
-      occurredAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000), source: "reflector", message: message)
+      id: id, host: settings.host, kind: kind, severity: severity,
+      occurredAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000), source: source, message: message)
     buffer.append(
       .init(msgID: "\(settings.host):event:\(id)", subject: Subjects.events(settings.host), payload: event.encode()))
     wake.yield()

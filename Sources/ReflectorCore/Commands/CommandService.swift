@@ -100,6 +100,9 @@ public final class CommandService: Service, Sendable {
         let result = await run(body, argv: argv, message: message, connection: connection)
         await publishResult(result, connection: connection)
         log.info("finished", metadata: ["state": "\(result.state)", "reason": "\(result.reason)"])
+        if result.state == .failed || result.state == .timedOut {
+          await announceFailure(result, argv: argv, connection: connection)
+        }
         try? message.ack()
       }
     }
@@ -138,6 +141,22 @@ public final class CommandService: Service, Sendable {
             outputBytes: outcome.outputBytes, chunks: outcome.chunks, reason: reason))
       }
     }
+  }
+
+  /// A command that failed or timed out is also an event on
+  /// `events.<host>`, for the Notifier (best effort: the result itself is
+  /// what the router records).
+  private func announceFailure(_ result: CommandResult, argv: [String], connection: BusConnection) async {
+    let how =
+      result.state == .timedOut
+      ? "timed out"
+      : result.exitCode.map { "exited with \($0)" } ?? result.signal.map { "killed by signal \($0)" }
+        ?? "failed"
+    let event = Event(
+      id: "\(result.commandId):\(host):failed", host: host, kind: .commandFailed, severity: .warning,
+      occurredAtUnixMs: result.finishedAtUnixMs, source: "command.\(result.commandId)",
+      message: "\(argv.joined(separator: " ")): \(result.reason.isEmpty ? how : result.reason)")
+    _ = try? await connection.jetStreamPublish(Subjects.events(host), event, msgID: event.id)
   }
 
   private func publishResult(_ result: CommandResult, connection: BusConnection) async {
