@@ -108,7 +108,7 @@ public final class CommandRouter: Service, Sendable {
     let signed = request
     var r = request
     if r.id.isEmpty { r.id = fallbackID ?? UUID().uuidString.lowercased() }
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     if r.timeoutMs == 0 { r.timeoutMs = UInt32(clamping: settings.defaultTimeout.wholeMilliseconds) }
     if r.deadlineUnixMs == 0 { r.deadlineUnixMs = now + settings.defaultDeadline.wholeMilliseconds }
     let request = r
@@ -208,7 +208,7 @@ public final class CommandRouter: Service, Sendable {
     }
     let body = CommandDispatchBody(
       commandId: r.id, host: via, action: action, timeoutMs: r.timeoutMs, deadlineUnixMs: r.deadlineUnixMs,
-      issuedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000),
+      issuedAtUnixMs: Date().unixMilliseconds,
       requester: r.requester.isEmpty
         ? r.operatorKeyId : r.requester, outputLimitBytes: r.outputLimitBytes)
     let bytes = body.encode()
@@ -347,7 +347,7 @@ public final class CommandRouter: Service, Sendable {
         let changed = try await database.withConnection { try CommandStore.sweep(grace: grace, on: $0) }
         if !changed.isEmpty { logger.info("commands expired or timed out", metadata: ["commands": "\(changed)"]) }
         if ContinuousClock.now - lastArchive >= .seconds(3600) {
-          let cutoff = Int64(Date().timeIntervalSince1970 * 1000) - retentionMs
+          let cutoff = Date().unixMilliseconds - retentionMs
           let moved = try await database.withConnection { try CommandStore.archive(before: cutoff, on: $0) }
           if moved > 0 { logger.info("audit rows archived", metadata: ["commands": "\(moved)"]) }
           lastArchive = .now
@@ -384,10 +384,8 @@ public final class CommandRouter: Service, Sendable {
         let records = try await database.withConnection { try CommandStore.list(q, on: $0) }
         try connection.respond(to: m, with: ListCommandsResponse(commands: records))
       }
-    } catch let e as WireError {
-      try? connection.respond(to: m, with: RpcError(code: "invalid_argument", message: "cannot decode: \(e)"))
     } catch {
-      try? connection.respond(to: m, with: RpcError(code: "unavailable", message: "\(error)", retryable: true))
+      try? connection.respond(to: m, with: RpcError(answering: error))
     }
   }
 }

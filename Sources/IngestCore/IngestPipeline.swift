@@ -107,7 +107,7 @@ public final class IngestPipeline: Service, Sendable {
   }
 
   func prepare(_ messages: [JetStreamMessage], connection: BusConnection) -> Prepared {
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     var accepted: [Accepted] = []
     accepted.reserveCapacity(messages.count)
     for m in messages {

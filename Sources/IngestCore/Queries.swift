@@ -50,7 +50,7 @@ public enum Queries {
       let latest = try row.decodeIfPresent(PGBytes.self, 8).map { try NormalizedBatch(decoding: $0.bytes) }
       return HostSnapshot(status: try hostStatus(row), latest: latest)
     }
-    return HostsSnapshotResponse(hosts: hosts, generatedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000))
+    return HostsSnapshotResponse(hosts: hosts, generatedAtUnixMs: Date().unixMilliseconds)
   }
 
   static func hostStatus(_ row: PGRow) throws -> HostStatus {

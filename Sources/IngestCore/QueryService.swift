@@ -60,7 +60,7 @@ public final class QueryService: Service, Sendable {
         try connection.respond(to: request, with: try await database.withConnection { try Queries.snapshot(q, on: $0) })
       default:
         let q = try MetricsQueryRequest(decoding: payload)
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = Date().unixMilliseconds
         try connection.respond(
           to: request,
           with: try await database.withConnection { try Queries.metrics(q, on: $0, timescale: timescale, nowMs: now) })

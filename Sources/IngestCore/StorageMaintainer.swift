@@ -55,7 +55,7 @@ public final class StorageMaintainer: Service, Sendable {
 
   private func once(timescale: Bool) async {
     let settings = settings
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     do {
       let report = try await database.withConnection {
         try StorageMaintenance.run(on: $0, nowMs: now, settings: settings, timescale: timescale)

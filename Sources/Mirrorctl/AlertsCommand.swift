@@ -31,7 +31,7 @@ struct AlertsCommand: AsyncParsableCommand {
           expecting: ListAlertsResponse.self, timeout: connection.replyTimeout)
       } catch { throw Failure("alerts.list: \(describe(error))") }
       if json { return try printJSON(reply) }
-      let now = Format.nowMs()
+      let now = Date().unixMilliseconds
       print(
         Format.table(
           ["ID", "STATE", "SEVERITY", "HOST", "RULE", "SINCE", "ACK", "SUMMARY"],

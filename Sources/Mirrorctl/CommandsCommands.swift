@@ -76,7 +76,7 @@ struct ExecCommand: AsyncParsableCommand {
     guard action.builtin != .none || !action.argv.isEmpty else {
       throw ValidationError("nothing to run: give -- ARGV... or a built-in")
     }
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     let request = try Identity.sign(
       CommandRequest(
         id: UUID().uuidString.lowercased(), target: try parseTarget(target), action: action,
@@ -164,7 +164,7 @@ struct CommandsCommand: AsyncParsableCommand {
         expecting: ListCommandsResponse.self, timeout: connection.replyTimeout)
     } catch { throw Failure("commands.list: \(describe(error))") }
     if json { return try printJSON(reply.commands) }
-    let now = Format.nowMs()
+    let now = Date().unixMilliseconds
     print(
       Format.table(
         ["ID", "SUBMITTED", "REQUESTER", "STATE", "HOSTS", "ACTION"],

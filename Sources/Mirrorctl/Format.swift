@@ -37,5 +37,4 @@ enum Format {
     return "\(s / 86_400)d"
   }
 
-  static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }

@@ -28,7 +28,7 @@ struct HostsCommand: AsyncParsableCommand {
         expecting: ListHostsResponse.self, timeout: connection.replyTimeout)
     } catch { throw Failure("hosts.list: \(describe(error))") }
     if json { return try printJSON(reply.hosts) }
-    let now = Format.nowMs()
+    let now = Date().unixMilliseconds
     print(
       Format.table(
         ["HOST", "STATE", "LAST SEEN", "OS", "KERNEL", "CPUS", "MEMORY", "GROUPS", "LABELS"],
@@ -63,7 +63,7 @@ struct TopCommand: AsyncParsableCommand {
         timeout: connection.replyTimeout)
     } catch { throw Failure("hosts.snapshot: \(describe(error))") }
     let board = Board(snapshot)
-    if once { return print(board.render(now: Format.nowMs())) }
+    if once { return print(board.render(now: Date().unixMilliseconds)) }
     let interactive = isatty(1) == 1
     let listener = Task {
       for await message in updates {
@@ -72,7 +72,9 @@ struct TopCommand: AsyncParsableCommand {
     }
     defer { listener.cancel() }
     while !Task.isCancelled {
-      emit((interactive ? "\u{1B}[H\u{1B}[2J" : "") + board.render(now: Format.nowMs()) + (interactive ? "\n" : "\n\n"))
+      emit(
+        (interactive ? "\u{1B}[H\u{1B}[2J" : "") + board.render(now: Date().unixMilliseconds)
+          + (interactive ? "\n" : "\n\n"))
       try await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
     }
   }
@@ -133,7 +135,7 @@ struct QueryCommand: AsyncParsableCommand {
 
   func run() async throws {
     let bus = try await connection.connect()
-    let now = Format.nowMs()
+    let now = Date().unixMilliseconds
     do {
       let reply = try await bus.request(
         Subjects.metricsQuery,

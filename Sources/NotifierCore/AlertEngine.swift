@@ -53,8 +53,6 @@ public final class AlertEngine {
   private var intervalsMs: [Int64] = []
   /// Per host: how many absence alerts are open.
   private var openAbsences: [Int32] = []
-  /// Evaluations of one rule for one host (for /metrics).
-  public private(set) var evaluations = 0
 
   private let metricRules: [Int]
   private let absenceRules: [Int]
@@ -96,10 +94,8 @@ public final class AlertEngine {
       st.open = s.alert
       st.notifiedAtMs = s.notifiedAtMs
       st.lastEventMs = s.alert.updatedAtUnixMs
-      openByID[s.alert.id] = st
-      host.openSeries[ruleIndex] += 1
-      if absenceIntervals[ruleIndex] > 0 { openAbsences[host.index] += 1 }
-      if case .absence = rules.rules[ruleIndex].kind, s.alert.state == .firing { down.insert(s.alert.host) }
+      track(st, opened: true, host: host)
+      if absenceIntervals[ruleIndex] > 0, s.alert.state == .firing { down.insert(s.alert.host) }
     }
   }
 
@@ -130,16 +126,14 @@ public final class AlertEngine {
     intervalsMs[host.index] = interval
     refreshApplicability(host)
     for i in absenceRules where host.applies[i] {
-      evaluations += 1
       // A batch that arrived long ago (a redelivery) does not end "down".
       if lastTickMs > 0, lastTickMs - lastSeen > absenceIntervals[i] * interval { continue }
       guard host.openSeries[i] > 0 else { continue }
-      evaluate(host, i, "", condition: false, value: 0, at: nowMs)
+      evaluate(host, i, "", state: host.single(i), condition: false, value: 0, at: nowMs)
     }
     host.stamp &+= 1
     let stamp = host.stamp
     for i in metricRules where host.applies[i] {
-      evaluations += 1
       let check = checks[i]
       guard let metric = check.metric else { continue }
       // A threshold needs no state unless its condition holds or one of
@@ -186,7 +180,6 @@ public final class AlertEngine {
     refreshApplicability(host)
     for i in eventRules where host.applies[i] {
       guard case .event(let kinds, _) = rules.rules[i].kind, kinds.contains(e.kind) else { continue }
-      evaluations += 1
       let series = e.source.isEmpty ? "event" : e.source
       let st = host.series(i, series)
       st.lastEventMs = nowMs
@@ -204,14 +197,14 @@ public final class AlertEngine {
     for k in seenMs.indices where seenMs[k] > 0 {
       let quiet = nowMs - seenMs[k]
       let interval = intervalsMs[k]
-      for i in absenceRules where quiet > absenceIntervals[i] * interval || openAbsences[k] > 0 {
-        let host = hostList[k]
+      for i in absenceRules {
         if quiet > absenceIntervals[i] * interval {
+          let host = hostList[k]
           refreshApplicability(host)
           guard host.applies[i] else { continue }
           evaluate(host, i, "", state: host.single(i), condition: true, value: Double(quiet) / 1000, at: nowMs)
-        } else if host.openSeries[i] > 0 {
-          evaluate(host, i, "", state: host.single(i), condition: false, value: 0, at: nowMs)
+        } else if openAbsences[k] > 0, hostList[k].openSeries[i] > 0 {
+          evaluate(hostList[k], i, "", state: hostList[k].single(i), condition: false, value: 0, at: nowMs)
         }
       }
     }
@@ -237,9 +230,10 @@ public final class AlertEngine {
     return a
   }
 
-  public func open(_ id: String) -> Alert? { openByID[id]?.open }
-
   public var openAlerts: [Alert] { openByID.values.compactMap(\.open) }
+
+  /// How many alerts are pending or firing.
+  public var openCount: Int { openByID.count }
 
   /// What the evaluations since the last call decided.
   public func drainActions() -> [AlertAction] {
@@ -309,10 +303,6 @@ public final class AlertEngine {
     }
   }
 
-  private func evaluate(_ host: HostState, _ i: Int, _ series: String, condition: Bool, value: Double, at t: Int64) {
-    evaluate(host, i, series, state: host.series(i, series), condition: condition, value: value, at: t)
-  }
-
   private func evaluate(
     _ host: HostState, _ i: Int, _ series: String, state st: SeriesState, condition: Bool, value: Double, at t: Int64
   ) {
@@ -329,9 +319,7 @@ public final class AlertEngine {
         a.description = st.eventMessage
         st.notifiedAtMs = 0
         st.open = a
-        openByID[a.id] = st
-        host.openSeries[i] += 1
-        if absenceIntervals[i] > 0 { openAbsences[host.index] += 1 }
+        track(st, opened: true, host: host)
         if rule.holdFor <= .zero {
           fire(st, host: host.name, at: t)
         } else {
@@ -348,10 +336,8 @@ public final class AlertEngine {
     }
     guard var a = st.open else { return }
     if a.state == .pending {
+      track(st, opened: false, host: host)
       st.open = nil
-      openByID[a.id] = nil
-      host.openSeries[i] -= 1
-      if absenceIntervals[i] > 0 { openAbsences[host.index] -= 1 }
       actions.append(.discard(a))
       return
     }
@@ -361,11 +347,9 @@ public final class AlertEngine {
     a.resolvedAtUnixMs = t
     a.updatedAtUnixMs = t
     a.summary = Template.render(rule.summary, a, status: "RESOLVED")
+    track(st, opened: false, host: host)
     st.open = nil
     st.clearSinceMs = 0
-    openByID[a.id] = nil
-    host.openSeries[i] -= 1
-    if absenceIntervals[i] > 0 { openAbsences[host.index] -= 1 }
     actions.append(.save(a))
     if case .absence = rule.kind { down.remove(host.name) }
     // Announced firing → announce the end, unless silenced now.
@@ -373,6 +357,16 @@ public final class AlertEngine {
       actions.append(.notify(a, .resolved, channels: channels(a)))
     }
     st.notifiedAtMs = 0
+  }
+
+  /// Keeps the indexes of open alerts (by id, per rule and host, absence
+  /// per host) in step with `st.open`; called before it is cleared.
+  private func track(_ st: SeriesState, opened: Bool, host: HostState) {
+    guard let id = st.open?.id else { return }
+    let delta: Int32 = opened ? 1 : -1
+    openByID[id] = opened ? st : nil
+    host.openSeries[st.rule] += Int(delta)
+    if absenceIntervals[st.rule] > 0 { openAbsences[host.index] += delta }
   }
 
   private func fire(_ st: SeriesState, host: String, at t: Int64) {

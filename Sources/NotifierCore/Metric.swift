@@ -46,7 +46,6 @@ public enum Metric: String, CaseIterable, Sendable {
       self.subpart = subpart
     }
     public var name: String { subpart.isEmpty ? part : "\(part)/\(subpart)" }
-    public var isEmpty: Bool { part.isEmpty && subpart.isEmpty }
   }
 
   /// Calls `body(series, value)` for every value this batch has. Values the

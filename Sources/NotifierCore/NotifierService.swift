@@ -93,11 +93,11 @@ public final class NotifierService: Service, Sendable {
 
   /// The engine with the alerts that were open, the hosts and silences;
   /// waits for PostgreSQL (nothing can be decided without what was open).
-  func startEngine() async -> EngineBox {
+  func startEngine() async -> Handover<AlertEngine> {
     let engine = AlertEngine(rules: rules)
     while !Task.isCancelled {
       do {
-        let now = Self.nowMs()
+        let now = Date().unixMilliseconds
         let (open, hosts, silences) = try await database.withConnection { conn in
           (
             try AlertStore.loadOpen(on: conn), try AlertStore.hosts(on: conn),
@@ -118,7 +118,7 @@ public final class NotifierService: Service, Sendable {
         try? await Task.sleep(for: .seconds(1))
       }
     }
-    return EngineBox(engine)
+    return Handover(engine)
   }
 
   /// Fetches from a durable consumer and hands each batch to the loop,
@@ -137,14 +137,14 @@ public final class NotifierService: Service, Sendable {
 
   // MARK: The loop
 
-  func loop(engine box: EngineBox, connection: BusConnection) async {
-    let engine = box.engine
+  func loop(engine box: Handover<AlertEngine>, connection: BusConnection) async {
+    let engine = box.value
     var unsaved: [AlertAction] = []
     var lastRefresh = ContinuousClock.now
     for await input in inputs {
       switch input {
       case .metrics(let messages, let done):
-        let now = Self.nowMs()
+        let now = Date().unixMilliseconds
         for m in messages {
           do {
             // A redelivered batch does not make a quiet host look alive now.
@@ -158,7 +158,7 @@ public final class NotifierService: Service, Sendable {
         await settle(messages, unsaved: &unsaved, connection: connection)
         done.finish()
       case .events(let messages, let done):
-        let now = Self.nowMs()
+        let now = Date().unixMilliseconds
         for m in messages {
           guard let e = try? Event(decoding: m.payload) else {
             badInput(m, "malformed", "not an Event")
@@ -178,10 +178,10 @@ public final class NotifierService: Service, Sendable {
           lastRefresh = .now
           await refresh(engine)
         }
-        engine.tick(nowMs: Self.nowMs())
+        engine.tick(nowMs: Date().unixMilliseconds)
         unsaved += engine.drainActions()
         await settle([], unsaved: &unsaved, connection: connection)
-        Gauge(label: "notifier_alerts_open").record(engine.openAlerts.count)
+        Gauge(label: "notifier_alerts_open").record(engine.openCount)
       case .request(let m):
         await answer(m, engine: engine, connection: connection)
         unsaved += engine.drainActions()
@@ -227,7 +227,7 @@ public final class NotifierService: Service, Sendable {
   }
 
   func refresh(_ engine: AlertEngine) async {
-    let now = Self.nowMs()
+    let now = Date().unixMilliseconds
     do {
       let (hosts, silences) = try await database.withConnection { conn in
         (try AlertStore.hosts(on: conn), try AlertStore.activeSilences(nowMs: now, on: conn))
@@ -242,7 +242,7 @@ public final class NotifierService: Service, Sendable {
   // MARK: Requests
 
   func answer(_ m: BusMessage, engine: AlertEngine, connection: BusConnection) async {
-    let now = Self.nowMs()
+    let now = Date().unixMilliseconds
     do {
       switch m.subject {
       case Subjects.alertsList:
@@ -290,20 +290,11 @@ public final class NotifierService: Service, Sendable {
           metadata: ["silence_id": "\(silence.id)", "by": "\(q.by)", "until_ms": "\(silence.endsAtUnixMs)"])
         try connection.respond(to: m, with: silence)
       }
-    } catch let e as WireError {
-      Counter(label: "notifier_bad_input_total", dimensions: [("reason", "malformed_request")]).increment()
-      try? connection.respond(to: m, with: RpcError(code: "invalid_argument", message: "cannot decode: \(e)"))
     } catch {
-      try? connection.respond(to: m, with: RpcError(code: "unavailable", message: "\(error)", retryable: true))
+      if error is WireError {
+        Counter(label: "notifier_bad_input_total", dimensions: [("reason", "malformed_request")]).increment()
+      }
+      try? connection.respond(to: m, with: RpcError(answering: error))
     }
   }
-
-  static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-}
-
-/// Hands the engine (one owner at a time: the loop) across the task
-/// boundary once.
-final class EngineBox: @unchecked Sendable {
-  let engine: AlertEngine
-  init(_ engine: AlertEngine) { self.engine = engine }
 }

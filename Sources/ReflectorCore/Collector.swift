@@ -66,7 +66,7 @@ public final class Collector {
   public func collect(sequence: UInt64, intervalMs: UInt32, now: Date = Date()) -> MetricsBatch {
     var batch = MetricsBatch(
       host: settings.host, bootId: bootID, sequence: sequence,
-      collectedAtUnixMs: Int64(now.timeIntervalSince1970 * 1000),
+      collectedAtUnixMs: now.unixMilliseconds,
       intervalMs: intervalMs, agentVersion: AgentVersion.current)
     func failed(_ name: String, _ message: String) {
       batch.errors.append(CollectorError(collector: name, message: message))

@@ -162,10 +162,10 @@ public struct ForceLayout: Sendable {
 
 /// A small, fast, seedable generator (SplitMix64): the same seed gives the
 /// same layout on every machine.
-struct SplitMix64 {
+public struct SplitMix64: Sendable {
   var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
+  public init(seed: UInt64) { state = seed }
+  public mutating func next() -> UInt64 {
     state &+= 0x9E37_79B9_7F4A_7C15
     var z = state
     z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -173,5 +173,7 @@ struct SplitMix64 {
     return z ^ (z >> 31)
   }
   /// Uniform in [0, 1).
-  mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+  public mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+  /// In 0..<n (with the slight bias of a modulo, fine for tests and jitter).
+  public mutating func next(upTo n: UInt64) -> UInt64 { next() % n }
 }

@@ -33,8 +33,6 @@ public final class TwinModel {
   private var positions: [String: (Double, Double)] = [:]
   private var topology: [String] = []
   public private(set) var scene = Scene()
-  private var roomsKey: [SceneRoom] = []
-  private var racksKey: [SceneRack] = []
 
   public init(inventory: Inventory, settings: Settings = Settings()) {
     self.inventory = inventory

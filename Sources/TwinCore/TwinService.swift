@@ -55,7 +55,7 @@ public final class TwinService: Service, Sendable {
           "resumed from the stored scene",
           metadata: ["sequence": "\(stored.sequence)", "nodes": "\(stored.nodes.count)"])
       }
-      let box = ModelBox(model)
+      let box = Handover(model)
       await withTaskGroup(of: Void.self) { group in
         group.addTask { await self.loop(box, connection: connection, kv: kv) }
         group.addTask { await self.consume(connection) }
@@ -101,13 +101,15 @@ public final class TwinService: Service, Sendable {
     }
   }
 
-  func loop(_ box: ModelBox, connection: BusConnection, kv: KeyValueStore?) async {
-    let model = box.model
-    var inventoryStamp = settings.inventoryPath.flatMap(Self.modified)
+  func loop(_ box: Handover<TwinModel>, connection: BusConnection, kv: KeyValueStore?) async {
+    let model = box.value
+    // The file as last read (compared whole: an inventory is small, and
+    // modification times can be too coarse to tell two quick edits apart).
+    var lastInventory = settings.inventoryPath.flatMap { FileManager.default.contents(atPath: $0) }
     for await input in inputs {
       switch input {
       case .batches(let messages, let done):
-        let now = Self.nowMs()
+        let now = Date().unixMilliseconds
         for m in messages {
           do {
             model.observe(try NormalizedBatch(decoding: m.payload), arrivedMs: m.arrivedMs(notAfter: now))
@@ -125,11 +127,12 @@ public final class TwinService: Service, Sendable {
         await publish(model, connection: connection, kv: kv)
       case .reload:
         guard let path = settings.inventoryPath else { continue }
-        let stamp = Self.modified(path)
-        guard stamp != inventoryStamp else { continue }
-        inventoryStamp = stamp
+        let data = FileManager.default.contents(atPath: path)
+        guard data != lastInventory else { continue }
+        lastInventory = data
         do {
-          let inventory = try Inventory.load(path)
+          guard let data else { throw YAMLFileError(file: path, line: 0, problem: "cannot read the file") }
+          let inventory = try Inventory.parse(YAMLValue.parse(String(decoding: data, as: UTF8.self), file: path))
           model.replaceInventory(inventory)
           logger.info(
             "inventory reloaded",
@@ -147,7 +150,7 @@ public final class TwinService: Service, Sendable {
 
   func publish(_ model: TwinModel, connection: BusConnection, kv: KeyValueStore?) async {
     let started = ContinuousClock.now
-    guard let diff = model.recompute(nowMs: Self.nowMs()) else { return }
+    guard let diff = model.recompute(nowMs: Date().unixMilliseconds) else { return }
     Gauge(label: "twin_recompute_seconds").record(Double((ContinuousClock.now - started).wholeMilliseconds) / 1000)
     do {
       try connection.publish(Subjects.visualizationUpdates, diff)
@@ -168,7 +171,7 @@ public final class TwinService: Service, Sendable {
   func answer(_ m: BusMessage, model: TwinModel, connection: BusConnection) {
     do {
       let q = try GetSceneRequest(decoding: m.payload)
-      if model.scene.sequence == 0 { model.recompute(nowMs: Self.nowMs()) }
+      if model.scene.sequence == 0 { model.recompute(nowMs: Date().unixMilliseconds) }
       let scene = model.scene
       switch q.format {
       case .json:
@@ -185,25 +188,13 @@ public final class TwinService: Service, Sendable {
       default:
         try connection.respond(to: m, with: scene)
       }
-    } catch let e as WireError {
-      Counter(label: "twin_bad_input_total", dimensions: [("reason", "malformed_request")]).increment()
-      try? connection.respond(to: m, with: RpcError(code: "invalid_argument", message: "cannot decode: \(e)"))
     } catch {
-      logger.warning("cannot answer twin.scene.get", metadata: ["error": "\(error)"])
-      try? connection.respond(
-        to: m, with: RpcError(code: "unavailable", message: "\(error)", retryable: true))
+      if error is WireError {
+        Counter(label: "twin_bad_input_total", dimensions: [("reason", "malformed_request")]).increment()
+      } else {
+        logger.warning("cannot answer twin.scene.get", metadata: ["error": "\(error)"])
+      }
+      try? connection.respond(to: m, with: RpcError(answering: error))
     }
   }
-
-  /// What the file holds now (compared whole: an inventory is small, and
-  /// modification times can be too coarse to tell two quick edits apart).
-  static func modified(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
-
-  static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-}
-
-/// Hands the model (one owner: the loop) across the task boundary once.
-final class ModelBox: @unchecked Sendable {
-  let model: TwinModel
-  init(_ model: TwinModel) { self.model = model }
 }

@@ -112,7 +112,7 @@ import Testing
     try await admin.flush()
     let body = CommandDispatchBody(
       commandId: "c1", host: "a", action: CommandAction(argv: ["echo", "confined"]), timeoutMs: 5000,
-      deadlineUnixMs: Int64(Date().timeIntervalSince1970 * 1000) + 60_000)
+      deadlineUnixMs: Date().unixMilliseconds + 60_000)
     let dispatch = CommandDispatch(body: body.encode(), signature: [UInt8](try key.signature(for: body.encode())))
     _ = try await admin.jetStreamPublish("commands.dispatch.a", dispatch, msgID: "c1:a")
     let messages = await Harness.collect(results, count: 3, timeout: .seconds(10))

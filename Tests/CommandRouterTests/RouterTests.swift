@@ -104,7 +104,7 @@ import Testing
   ) throws -> CommandRequest {
     let r = CommandRequest(
       id: UUID().uuidString.lowercased(), target: target, action: action, timeoutMs: timeoutMs,
-      deadlineUnixMs: deadline, reason: "test", submittedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000))
+      deadlineUnixMs: deadline, reason: "test", submittedAtUnixMs: Date().unixMilliseconds)
     guard let user, let key else { return r }
     return try Identity.sign(r, user: user, key: key)
   }
@@ -218,7 +218,7 @@ import Testing
       // A host that never picks it up: expired after the deadline.
       let late = try request(
         CommandTarget(kind: .hosts, hosts: ["ghost"]), CommandAction(argv: ["echo"]), by: "root", key: admin,
-        deadline: Int64(Date().timeIntervalSince1970 * 1000) + 1_500)
+        deadline: Date().unixMilliseconds + 1_500)
       #expect(try await submit(bus, late).state == .dispatched)
       #expect(try await final(bus, late.id).record?.state == .expired)
 
@@ -231,7 +231,7 @@ import Testing
         "commands.result.ghost",
         CommandResult(
           commandId: silent.id, host: "ghost", state: .running,
-          startedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000)), msgID: UUID().uuidString)
+          startedAtUnixMs: Date().unixMilliseconds), msgID: UUID().uuidString)
       let timedOut = try await final(bus, silent.id)
       #expect(timedOut.record?.state == .timedOut, "\(String(describing: timedOut.record))")
     }
@@ -273,7 +273,7 @@ import Testing
       let orphan = try request(
         CommandTarget(kind: .hosts, hosts: ["node2"]), CommandAction(argv: ["echo", "late"]), by: "root", key: admin)
       var withDefaults = orphan
-      withDefaults.deadlineUnixMs = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
+      withDefaults.deadlineUnixMs = Date().unixMilliseconds + 60_000
       let conn = try db.connect()
       try CommandStore.insert(withDefaults, state: .pending, reason: "", targets: [("node2", "node2")], on: conn)
       await restart()
@@ -282,7 +282,7 @@ import Testing
       #expect(String(decoding: late.output.flatMap(\.data), as: UTF8.self) == "late\n")
 
       // Audit rows past the retention move to the archive, output and all.
-      let moved = try CommandStore.archive(before: Int64(Date().timeIntervalSince1970 * 1000) + 1000, on: conn)
+      let moved = try CommandStore.archive(before: Date().unixMilliseconds + 1000, on: conn)
       #expect(moved >= 3)
       #expect(try conn.query("SELECT count(*) FROM commands WHERE id = $1", [long.id])[0].decode(Int.self, 0) == 0)
       #expect(

@@ -43,7 +43,7 @@ func launchIngest(natsURL: String, databaseURL: String, extra: [String] = []) th
     try await bus.ensureStream(Streams.metrics)
     let first = try launchIngest()
     let n = 600
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     let publisher = Task {
       for i in 0..<n {
         let b = batch(host: "c\(i % 10)", seq: UInt64(i + 1), at: now - Int64(n - i) * 100)
@@ -88,7 +88,7 @@ func launchIngest(natsURL: String, databaseURL: String, extra: [String] = []) th
         Int.self, 0)) ?? -1
     }
     let n = 200
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     func send(_ range: Range<Int>) async throws {
       for i in range {
         let b = batch(host: "pg\(i % 5)", seq: UInt64(i + 1), at: now - Int64(n - i) * 100)

@@ -59,7 +59,7 @@ import Testing
     try await withIngest { bus in
       let rejected = try bus.subscribe("metrics.rejected")
       try await bus.flush()
-      let now = Int64(Date().timeIntervalSince1970 * 1000)
+      let now = Date().unixMilliseconds
       let n = 40
       for i in 0..<n {
         var b = batch(host: "h\(i % 4)", seq: UInt64(i + 1), at: now - Int64(n - i) * 1000)
@@ -127,7 +127,7 @@ import Testing
 
   @Test func hostsAndMetricsQueriesOverNATS() async throws {
     try await withIngest { bus in
-      let now = Int64(Date().timeIntervalSince1970 * 1000)
+      let now = Date().unixMilliseconds
       for i in 0..<12 {
         var b = batch(host: "q\(i % 3)", seq: UInt64(i + 1), at: now - Int64(12 - i) * 1000)
         b.cpu?.utilizationPercent = Double(10 * (i % 3) + i / 3)
@@ -235,7 +235,7 @@ import Testing
   @Test func mirrorctlShowsHostsTopAndAnyMessageAsJSON() async throws {
     let url = nats.url
     try await withIngest { bus in
-      let now = Int64(Date().timeIntervalSince1970 * 1000)
+      let now = Date().unixMilliseconds
       for i in 0..<4 {
         var b = batch(host: "m\(i % 2)", seq: UInt64(i + 1), at: now - Int64(4 - i) * 1000)
         b.cpu?.utilizationPercent = 42.5

@@ -41,7 +41,7 @@ import Testing
   }
 
   @Test func partitionsAreMadeAheadAndRetentionDropsOldData() throws {
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     let old = now - 40 * Self.day
     var settings = StorageSettings()
     settings.retention = .seconds(30 * 86_400)
@@ -116,7 +116,7 @@ import Testing
   }
 
   @Test func rollupsMatchTheRawDataTheySummarise() throws {
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     let start = now - now % Self.hour - 5 * Self.hour
     let batches = threeHours(start: start)
     try write(batches)

@@ -108,7 +108,7 @@ import Testing
       await Harness.waitUntil {
         Harness.httpGet(port, "/metrics")?.body.contains("notifier_bad_input_total{reason=\"malformed\"} 1") == true
       }, "\(Harness.httpGet(port, "/metrics")?.body ?? "")")
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     _ = try await client.jetStreamPublish(
       Subjects.metricsNormalized("db1"), normalized("db1", at: now, cpu: 97), msgID: "db1:1")
     let got = await ntfy.waitFor(1)
@@ -164,7 +164,7 @@ import Testing
     try await Task.sleep(for: .milliseconds(500))
     try pg.stop()
     _ = try await client.jetStreamPublish(
-      Subjects.metricsNormalized("web9"), normalized("web9", at: Int64(Date().timeIntervalSince1970 * 1000), cpu: 99),
+      Subjects.metricsNormalized("web9"), normalized("web9", at: Date().unixMilliseconds, cpu: 99),
       msgID: "web9:1")
     // Counted and logged as a store error while it is down; nothing sent,
     // since nothing could be recorded.
@@ -203,7 +203,7 @@ import Testing
     }
     let client = try await connectWhenConsuming()
     _ = try await client.jetStreamPublish(
-      Subjects.metricsNormalized("tg1"), normalized("tg1", at: Int64(Date().timeIntervalSince1970 * 1000), cpu: 99),
+      Subjects.metricsNormalized("tg1"), normalized("tg1", at: Date().unixMilliseconds, cpu: 99),
       msgID: "tg1:1")
     func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
     #expect(await Harness.waitUntil { text().contains("given up after the last attempt") }, "\(text())")

@@ -54,7 +54,7 @@ import Testing
     // The consumer delivers new messages only: wait until it is bound.
     #expect(await Harness.waitUntil { (try? await bus.streamState("COMMANDS").consumers) == 1 })
 
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     let subject = "commands.dispatch.node1"
     let dispatches: [(String, [UInt8])] = [
       ("ok", try router.dispatch("ok", argv: ["echo", "hello", "$(id)"])),

@@ -124,7 +124,7 @@ struct TestRouter {
 
   func dispatch(
     _ id: String, host: String = "node1", argv: [String] = ["uptime"], builtin: BuiltinAction = .none,
-    deadline: Int64 = Int64(Date().timeIntervalSince1970 * 1000) + 60_000, timeoutMs: UInt32 = 5000,
+    deadline: Int64 = Date().unixMilliseconds + 60_000, timeoutMs: UInt32 = 5000,
     signedBy signer: Curve25519.Signing.PrivateKey? = nil, shell: Bool = false, service: String = "", mac: String = "",
     broadcast: String = ""
   ) throws -> [UInt8] {
@@ -132,7 +132,7 @@ struct TestRouter {
       commandId: id, host: host,
       action: CommandAction(
         argv: argv, shell: shell, builtin: builtin, service: service, mac: mac, broadcastAddress: broadcast),
-      timeoutMs: timeoutMs, deadlineUnixMs: deadline, issuedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000),
+      timeoutMs: timeoutMs, deadlineUnixMs: deadline, issuedAtUnixMs: Date().unixMilliseconds,
       requester: "alice"
     ).encode()
     let signature = try (signer ?? key).signature(for: body)
@@ -142,7 +142,7 @@ struct TestRouter {
 
 @Suite struct DispatchVerifierTests {
   let router = TestRouter()
-  var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+  var now: Int64 { Date().unixMilliseconds }
 
   func verifier() throws -> DispatchVerifier { try DispatchVerifier(routerPublicKey: router.publicKey, host: "node1") }
 

@@ -12,8 +12,3 @@ extension BusConnection {
       Subjects.metricsNormalized(host), n, msgID: "\(host):\(n.batch?.sequence ?? 0)")
   }
 }
-
-extension Harness {
-  /// Now, in milliseconds since the epoch.
-  public static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-}

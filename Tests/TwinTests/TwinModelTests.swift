@@ -206,7 +206,7 @@ func twinBatch(
   /// diff to the scene before it gives exactly the scene after it.
   @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
   func applyingTheDiffsToAnOldSceneGivesExactlyTheNewScene(seed: UInt64) throws {
-    var rng = SeededRandom(seed: seed)
+    var rng = SplitMix64(seed: seed)
     var inv = try inventory()
     let twin = TwinModel(inventory: inv)
     var client = Scene()
@@ -319,18 +319,5 @@ func twinBatch(
     let extras = summary["extras"] as? [String: [String: Any]]
     #expect(extras?["node1"]?["cpu_percent"] as? Double == 42)
     #expect(extras?["node1"]?["health"] as? String == "HEALTH_OK")
-  }
-}
-
-/// SplitMix64 for the property test (its own copy: the library's is internal).
-struct SeededRandom {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next(upTo n: UInt64) -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return (z ^ (z >> 31)) % n
   }
 }

@@ -66,7 +66,7 @@ import TwinCore
       let updates = try client.subscribe(Subjects.visualizationUpdates)
       // Garbage first: dropped, counted, and nothing else suffers.
       _ = try await client.jetStreamPublish(Subjects.metricsNormalized("junk"), payload: [0x0A, 0xFF])
-      let t = Harness.nowMs()
+      let t = Date().unixMilliseconds
       try await client.publishNormalized(twinBatch("node1", at: t, rx: 0, cpu: 33))
       try await client.publishNormalized(twinBatch("node1", at: t + 5000, rx: 62_500_000, cpu: 44))
       try await client.publishNormalized(twinBatch("stray", at: t, cpu: 5))
@@ -122,7 +122,7 @@ import TwinCore
 
   @Test func mirrorctlExportsGLTFAndJSON() async throws {
     try await withTwin { client, _ in
-      try await client.publishNormalized(twinBatch("node2", at: Harness.nowMs(), cpu: 12))
+      try await client.publishNormalized(twinBatch("node2", at: Date().unixMilliseconds, cpu: 12))
       #expect(
         await Harness.waitUntil { (try? await self.scene(client).nodes.first { $0.id == "node2" }?.health) == .ok })
       let gltf = dir + "/twin.gltf"

@@ -27,7 +27,7 @@ enum Alerts {
     let engine = AlertEngine(rules: rules)
     var batch = realisticBatch()
     batch.latency = [LatencyProbe(target: "gateway", method: "tcp", reachable: true, rttMs: 0.4)]
-    let t0 = Int64(Date().timeIntervalSince1970 * 1000)
+    let t0 = Date().unixMilliseconds
     var fleet: [NormalizedBatch] = []
     fleet.reserveCapacity(hosts)
     for h in 0..<hosts {
@@ -81,7 +81,7 @@ enum Alerts {
       let host = "lat-\(i)"
       var b = realisticBatch()
       b.host = host
-      b.collectedAtUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+      b.collectedAtUnixMs = Date().unixMilliseconds
       let n = NormalizedBatch(batch: b, elapsedMs: 5000, cpuPercent: 99, memoryUsedPercent: 30)
       let before = receiver.delivered.count
       let sent = ContinuousClock.now

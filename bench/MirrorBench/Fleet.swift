@@ -42,13 +42,11 @@ enum Fleet {
       "metrics.raw.\(b.host)", b, msgID: "\(b.host):\(b.bootId):\(b.sequence)")
   }
 
-  static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
   /// A backlog: `perHost` batches of every host, 5 s apart, as fast as the
   /// server takes them (Ingest is not running yet).
   static func fill(url: String, hosts: Int, perHost: Int) async throws {
     let buses = try await connections(url, 16)
-    let start = nowMs() - Int64(perHost) * 5000
+    let start = Date().unixMilliseconds - Int64(perHost) * 5000
     try await withThrowingTaskGroup(of: Void.self) { group in
       for (w, bus) in buses.enumerated() {
         group.addTask {
@@ -79,30 +77,31 @@ enum Fleet {
       lags.reserveCapacity(expected)
       for await m in normalized {
         guard let n = try? NormalizedBatch(decoding: m.payload), let b = n.batch else { continue }
-        lags.append(nowMs() - b.collectedAtUnixMs)
+        lags.append(Date().unixMilliseconds - b.collectedAtUnixMs)
         if lags.count == expected { break }
       }
       return lags
     }
     let intervalMs = Int64(interval * 1000)
-    let run = "live\(nowMs())"
-    let t0 = nowMs() + 500
+    let run = "live\(Date().unixMilliseconds)"
+    let t0 = Date().unixMilliseconds + 500
     try await withThrowingTaskGroup(of: Void.self) { group in
       for (w, bus) in buses.enumerated() {
         group.addTask {
           for k in 0..<intervals {
             for h in stride(from: w, to: hosts, by: buses.count) {
               let due = t0 + Int64(k) * intervalMs + Int64(h) * intervalMs / Int64(hosts)
-              let wait = due - nowMs()
+              let wait = due - Date().unixMilliseconds
               if wait > 0 { try await Task.sleep(for: .milliseconds(wait)) }
-              try await publish(bus, batch(host: h, seq: UInt64(k + 1), at: max(due, nowMs()), run: run))
+              try await publish(
+                bus, batch(host: h, seq: UInt64(k + 1), at: max(due, Date().unixMilliseconds), run: run))
             }
           }
         }
       }
       try await group.waitForAll()
     }
-    let published = nowMs()
+    let published = Date().unixMilliseconds
     let timeout = Task {
       try await Task.sleep(for: .seconds(60))
       normalized.unsubscribe()

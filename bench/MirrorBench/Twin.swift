@@ -62,7 +62,7 @@ enum TwinBench {
 
     // (2) Every host reports (not timed: input), then recompute + diff.
     let model = TwinModel(inventory: inv)
-    let t0 = Int64(Date().timeIntervalSince1970 * 1000)
+    let t0 = Date().unixMilliseconds
     func batches(_ i: Int) -> [NormalizedBatch] {
       hosts.enumerated().map { k, h in
         var b = MetricsBatch(host: h, bootId: "b", sequence: UInt64(i), collectedAtUnixMs: t0 + Int64(i) * 5000)

@@ -34,3 +34,10 @@ public final class Completion: Sendable {
     waiter?.resume()
   }
 }
+
+/// Hands a value that is not Sendable (a service's state, owned by one
+/// loop) across a task boundary once: the sender must not touch it after.
+public final class Handover<Value>: @unchecked Sendable {
+  public let value: Value
+  public init(_ value: Value) { self.value = value }
+}

@@ -154,7 +154,7 @@ public final class Agent: Service, Sendable {
     let id = UUID().uuidString.lowercased()
     let event = Event(
       id: id, host: settings.host, kind: kind, severity: severity,
-      occurredAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000), source: source, message: message)
+      occurredAtUnixMs: Date().unixMilliseconds, source: source, message: message)
     buffer.append(
       .init(msgID: "\(settings.host):event:\(id)", subject: Subjects.events(settings.host), payload: event.encode()))
     wake.yield()
@@ -219,7 +219,7 @@ public final class Agent: Service, Sendable {
       if bytes != registered {
         do {
           let reply = try await connection.request(
-            "hosts.register", RegisterHostRequest(info: info, sentAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000)),
+            "hosts.register", RegisterHostRequest(info: info, sentAtUnixMs: Date().unixMilliseconds),
             expecting: RegisterHostResponse.self, timeout: .seconds(2))
           registered = bytes
           retry = settings.interval

@@ -1,4 +1,5 @@
 public import Foundation
+public import MirrorService
 public import MirrorWire
 import Synchronization
 
@@ -83,7 +84,7 @@ public final class SmartReader: Sendable {
 
   /// Parses `smartctl --json` output. Bit 3 of the exit status means "disk
   /// failing"; smart_status.passed is the verdict when present.
-  public static func parse(_ json: [UInt8], exitStatus: Int32, now: Int64 = Int64(Date().timeIntervalSince1970 * 1000))
+  public static func parse(_ json: [UInt8], exitStatus: Int32, now: Int64 = Date().unixMilliseconds)
     -> Reading?
   {
     guard let object = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any] else { return nil }

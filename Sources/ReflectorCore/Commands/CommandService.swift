@@ -62,7 +62,7 @@ public final class CommandService: Service, Sendable {
   }
 
   func handle(_ message: JetStreamMessage, connection: BusConnection) async {
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    let now = Date().unixMilliseconds
     switch verifier.verify(message.payload, nowUnixMs: now) {
     case .failure(let rejection):
       rejected.increment()
@@ -124,7 +124,7 @@ public final class CommandService: Service, Sendable {
           sequence += 1
           let chunk = CommandOutput(
             commandId: body.commandId, host: host, chunkSequence: sequence, channel: channel, data: data,
-            emittedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000))
+            emittedAtUnixMs: Date().unixMilliseconds)
           _ = try? connection.jetStreamPublishBlocking(
             Subjects.commandsResult(host), payload: chunk.encode(), headers: BusHeader.describing(CommandOutput.self),
             msgID: "\(body.commandId):\(host):out:\(sequence)")
@@ -136,8 +136,8 @@ public final class CommandService: Service, Sendable {
         continuation.resume(
           returning: CommandResult(
             commandId: body.commandId, host: host, state: state, exitCode: outcome.exitCode, signal: outcome.signal,
-            startedAtUnixMs: Int64(outcome.startedAt.timeIntervalSince1970 * 1000),
-            finishedAtUnixMs: Int64(outcome.finishedAt.timeIntervalSince1970 * 1000), truncated: outcome.truncated,
+            startedAtUnixMs: outcome.startedAt.unixMilliseconds,
+            finishedAtUnixMs: outcome.finishedAt.unixMilliseconds, truncated: outcome.truncated,
             outputBytes: outcome.outputBytes, chunks: outcome.chunks, reason: reason))
       }
     }
