@@ -87,6 +87,14 @@ import Testing
     try await Harness.runDetached(Harness.executable("mirrorctl"), args, environment: ["MIRROR_NATS_URL": nats.url])
   }
 
+  @Test func mirrorctlRefusesASilenceWithoutAUsableDuration() async throws {
+    for bad in ["soon", "0s"] {
+      let r = try await mirrorctl(["alerts", "silence", "--host", "db*", "--for", bad])
+      #expect(r.status != 0)
+      #expect(r.output.contains("--for must be a duration"), "\(r.output)")
+    }
+  }
+
   @Test func badInputIsCountedAKilledNotifierSendsNothingTwiceAndMirrorctlAcks() async throws {
     let rules = try write(
       "rules.yaml",

@@ -304,6 +304,9 @@ import Testing
       let unbounded = try await client.request(
         Subjects.alertsSilence, SilenceRequest(host: "x", by: "ops"), expecting: RpcError.self)
       #expect(unbounded.code == "invalid_argument")
+      let aimless = try await client.request(
+        Subjects.alertsSilence, SilenceRequest(durationMs: 60_000, by: "ops"), expecting: RpcError.self)
+      #expect(aimless.code == "invalid_argument" && aimless.message.contains("name an alert, a rule or a host"))
       let garbage = try await client.request(Subjects.alertsList, payload: [0xFF, 0xFF, 0xFF], timeout: .seconds(5))
       #expect(try RpcError(decoding: garbage.payload).code == "invalid_argument")
     }

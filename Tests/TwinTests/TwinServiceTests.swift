@@ -120,6 +120,15 @@ import TwinCore
     }
   }
 
+  @Test func mirrorctlRefusesAnUnknownFormat() async throws {
+    let r = try await Harness.runDetached(
+      Harness.executable("mirrorctl"), ["twin", "export", "--format", "bmp", dir + "/x"],
+      environment: ["MIRROR_NATS_URL": nats.url])
+    #expect(r.status != 0)
+    #expect(r.output.contains("--format must be gltf, json or protobuf"), "\(r.output)")
+    #expect(!FileManager.default.fileExists(atPath: dir + "/x"))
+  }
+
   @Test func mirrorctlExportsGLTFAndJSON() async throws {
     try await withTwin { client, _ in
       try await client.publishNormalized(twinBatch("node2", at: Date().unixMilliseconds, cpu: 12))
