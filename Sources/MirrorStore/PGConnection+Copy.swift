@@ -15,16 +15,15 @@ extension PGConnection {
     }
   }
 
-  /// Bulk-loads rows already encoded by a detached `PGCopyWriter()` (its
-  /// `bytes`), e.g. prepared on another thread while this connection was
-  /// busy.
+  /// Bulk-loads rows already encoded by a `PGCopyEncoder` (its `bytes`),
+  /// e.g. prepared on another thread while this connection was busy.
   @discardableResult
   public func copyIn(_ sql: String, encoded: [UInt8]) throws -> Int {
     try copyIn(sql) { () throws(PostgresError) in
       var start = 0
       while start < encoded.count {
         let end = min(encoded.count, start + PGCopyWriter.chunk)
-        try putCopyData(Array(encoded[start..<end]))
+        try putCopyData(encoded[start..<end])
         start = end
       }
     }
@@ -57,7 +56,7 @@ extension PGConnection {
     return stored
   }
 
-  func putCopyData(_ bytes: [UInt8]) throws(PostgresError) {
+  func putCopyData(_ bytes: ArraySlice<UInt8>) throws(PostgresError) {
     let status = bytes.withUnsafeBufferPointer { buffer in
       buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
         PQputCopyData(conn, $0, Int32(buffer.count))
@@ -69,57 +68,55 @@ extension PGConnection {
   }
 }
 
-/// Encodes rows in COPY text format and hands them to libpq in chunks.
-/// Without a connection (`PGCopyWriter()`), it only collects the encoded
-/// rows in `bytes`, for `copyIn(_:encoded:)`.
-public final class PGCopyWriter {
-  private unowned let connection: PGConnection?
-  private var buffer: [UInt8] = []
-  private var firstField = true
+/// Rows in COPY text format, encoded into a byte buffer (a value: build it
+/// on any thread, then load it with `copyIn(_:encoded:)`). Numbers are
+/// written straight into the buffer, without intermediate strings.
+public struct PGCopyEncoder: Sendable {
+  public private(set) var bytes: [UInt8] = []
   public private(set) var rows = 0
-  static let chunk = 1 << 20
+  private var firstField = true
 
-  init(connection: PGConnection) {
-    self.connection = connection
-    buffer.reserveCapacity(Self.chunk + 4096)
+  public init(capacity: Int = 0) {
+    bytes.reserveCapacity(capacity)
   }
 
-  /// A detached writer: rows accumulate in `bytes`.
-  public init() {
-    connection = nil
+  private mutating func separator() {
+    if firstField { firstField = false } else { bytes.append(0x09) }
   }
 
-  /// The encoded rows (of a detached writer).
-  public var bytes: [UInt8] { buffer }
-
-  private func separator() {
-    if firstField { firstField = false } else { buffer.append(0x09) }
-  }
-
-  /// A text field, escaped; nil is NULL.
-  public func field(_ value: String?) {
+  /// A text field, escaped.
+  public mutating func field(_ value: String) {
     separator()
-    guard var value else {
-      buffer.append(contentsOf: [0x5C, 0x4E])  // \N
-      return
-    }
+    var value = value
     value.withUTF8 { utf8 in
+      // Most fields need no escaping: one copy.
+      guard utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
+        bytes.append(contentsOf: utf8)
+        return
+      }
       for b in utf8 {
         switch b {
-        case 0x5C: buffer.append(contentsOf: [0x5C, 0x5C])
-        case 0x09: buffer.append(contentsOf: [0x5C, 0x74])
-        case 0x0A: buffer.append(contentsOf: [0x5C, 0x6E])
-        case 0x0D: buffer.append(contentsOf: [0x5C, 0x72])
-        default: buffer.append(b)
+        case 0x5C: bytes.append(contentsOf: [0x5C, 0x5C])
+        case 0x09: bytes.append(contentsOf: [0x5C, 0x74])
+        case 0x0A: bytes.append(contentsOf: [0x5C, 0x6E])
+        case 0x0D: bytes.append(contentsOf: [0x5C, 0x72])
+        default: bytes.append(b)
         }
       }
     }
   }
 
-  /// An integer, its digits written straight into the buffer.
-  public func field(_ value: Int64) {
+  /// A field already in COPY text form (no tab, newline or backslash), such
+  /// as a formatted timestamp.
+  public mutating func field(unescaped value: [UInt8]) {
     separator()
-    if value < 0 { buffer.append(0x2D) }
+    bytes.append(contentsOf: value)
+  }
+
+  /// An integer, its digits written straight into the buffer.
+  public mutating func field(_ value: Int64) {
+    separator()
+    if value < 0 { bytes.append(0x2D) }
     var magnitude = value.magnitude
     var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // up to 20 digits, kept off the heap
     var count = 0
@@ -129,53 +126,95 @@ public final class PGCopyWriter {
         magnitude /= 10
         count += 1
       } while magnitude > 0
-      for i in stride(from: count - 1, through: 0, by: -1) { buffer.append(raw[i]) }
+      for i in stride(from: count - 1, through: 0, by: -1) { bytes.append(raw[i]) }
     }
   }
-
-  public func field(_ value: Int) { field(Int64(value)) }
 
   /// A float8: Swift's shortest round-trip form (PostgreSQL reads it back exactly).
-  public func field(_ value: Double) {
+  public mutating func field(_ value: Double) {
     separator()
     if value.isNaN {
-      buffer.append(contentsOf: Array("NaN".utf8))
+      bytes.append(contentsOf: [0x4E, 0x61, 0x4E])  // NaN
     } else if value.isInfinite {
-      buffer.append(contentsOf: Array((value < 0 ? "-Infinity" : "Infinity").utf8))
+      if value < 0 { bytes.append(0x2D) }
+      bytes.append(contentsOf: Array("Infinity".utf8))
     } else {
       var text = value.description
-      text.withUTF8 { buffer.append(contentsOf: $0) }
+      text.withUTF8 { bytes.append(contentsOf: $0) }
     }
   }
 
-  /// A field that needs no escaping (numbers, booleans).
-  public func field(_ value: some PGEncodable) {
+  public mutating func field(_ value: Bool) {
+    separator()
+    bytes.append(value ? 0x74 : 0x66)  // t, f
+  }
+
+  public mutating func field(_ value: String?) {
+    if let value { field(value) } else { null() }
+  }
+
+  public mutating func field(_ value: Int64?) {
+    if let value { field(value) } else { null() }
+  }
+
+  public mutating func field(_ value: Double?) {
+    if let value { field(value) } else { null() }
+  }
+
+  /// Any other parameter type, through its text form.
+  public mutating func field(_ value: some PGEncodable) {
     separator()
     var text = value.pgText
-    text.withUTF8 { buffer.append(contentsOf: $0) }
+    text.withUTF8 { bytes.append(contentsOf: $0) }
   }
 
-  public func null() {
+  public mutating func null() {
     separator()
-    buffer.append(contentsOf: [0x5C, 0x4E])
+    bytes.append(contentsOf: [0x5C, 0x4E])  // \N
   }
 
-  public func endRow() throws(PostgresError) {
-    nextRow()
-    if connection != nil, buffer.count >= Self.chunk { try flush() }
-  }
-
-  /// Ends the row without sending anything (a detached writer).
-  public func nextRow() {
-    buffer.append(0x0A)
+  /// Ends the row.
+  public mutating func nextRow() {
+    bytes.append(0x0A)
     firstField = true
     rows += 1
   }
 
+  mutating func removeAll() {
+    bytes.removeAll(keepingCapacity: true)
+  }
+}
+
+/// Encodes rows in COPY text format and hands them to libpq in chunks of
+/// about `chunk` bytes (`copyIn(_:_:)`).
+public final class PGCopyWriter {
+  private unowned let connection: PGConnection
+  private var encoder = PGCopyEncoder(capacity: PGCopyWriter.chunk + 4096)
+  static let chunk = 1 << 20
+
+  init(connection: PGConnection) {
+    self.connection = connection
+  }
+
+  public var rows: Int { encoder.rows }
+
+  public func field(_ value: String?) { encoder.field(value) }
+  public func field(_ value: Int64) { encoder.field(value) }
+  public func field(_ value: Int) { encoder.field(Int64(value)) }
+  public func field(_ value: Double) { encoder.field(value) }
+  public func field(_ value: some PGEncodable) { encoder.field(value) }
+  public func null() { encoder.null() }
+
+  /// Ends the row; sends what has accumulated once it passes `chunk`.
+  public func endRow() throws(PostgresError) {
+    encoder.nextRow()
+    if encoder.bytes.count >= Self.chunk { try flush() }
+  }
+
   func flush() throws(PostgresError) {
-    guard let connection, !buffer.isEmpty else { return }
-    try connection.putCopyData(buffer)
-    buffer.removeAll(keepingCapacity: true)
+    guard !encoder.bytes.isEmpty else { return }
+    try connection.putCopyData(encoder.bytes[...])
+    encoder.removeAll()
   }
 }
 

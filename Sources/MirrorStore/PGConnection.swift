@@ -45,16 +45,32 @@ public final class PGConnection {
   /// False once the server has gone away.
   public var isHealthy: Bool { PQstatus(conn) == CONNECTION_OK }
 
-  /// Runs one statement with parameters (`$1`, `$2`, ...), in text format.
+  /// Runs one statement with parameters (`$1`, `$2`, ...), in text format,
+  /// or in binary format for a `PGBinaryEncodable` parameter (`bytea`: no
+  /// hex to write and parse). Results come in text format.
   /// The corresponding C function is `PQexecParams`.
   @discardableResult
   public func query(_ sql: String, _ parameters: [(any PGEncodable)?] = []) throws(PostgresError) -> PGRows {
-    let texts = parameters.map { $0?.pgText }
-    var pointers = texts.map { $0.map { UnsafePointer<CChar>(strdup($0)) } ?? nil }
-    defer { for p in pointers { free(UnsafeMutablePointer(mutating: p)) } }
-    let result = pointers.withUnsafeMutableBufferPointer { buffer in
-      PQexecParams(conn, sql, Int32(buffer.count), nil, buffer.baseAddress, nil, nil, 0)
+    var values: [UnsafePointer<CChar>?] = []
+    var lengths: [Int32] = []
+    var formats: [Int32] = []
+    for p in parameters {
+      if let binary = (p as? any PGBinaryEncodable)?.pgBinary {
+        let copy = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, binary.count))
+        binary.withUnsafeBytes { raw in
+          if !raw.isEmpty { UnsafeMutableRawPointer(copy).copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
+        }
+        values.append(UnsafePointer(copy))
+        lengths.append(Int32(binary.count))
+        formats.append(1)
+      } else {
+        values.append(p.map { UnsafePointer<CChar>(strdup($0.pgText)) } ?? nil)
+        lengths.append(0)
+        formats.append(0)
+      }
     }
+    defer { for v in values { free(UnsafeMutablePointer(mutating: v)) } }
+    let result = PQexecParams(conn, sql, Int32(values.count), nil, values, lengths, formats, 0)
     return try consume(result, sql)
   }
 

@@ -3,6 +3,12 @@ public protocol PGEncodable: Sendable {
   var pgText: String { get }
 }
 
+/// A parameter sent in PostgreSQL's binary format (its `pgText` stays the
+/// text form, for COPY and for logs).
+public protocol PGBinaryEncodable: PGEncodable {
+  var pgBinary: [UInt8] { get }
+}
+
 /// A value read from a result column in PostgreSQL's text format.
 public protocol PGDecodable {
   init?(pgText: String)
@@ -62,9 +68,11 @@ extension Bool: PGEncodable, PGDecodable {
 }
 
 /// `bytea` in hex form (`\x0a1b`).
-public struct PGBytes: PGEncodable, PGDecodable, Hashable {
+public struct PGBytes: PGBinaryEncodable, PGDecodable, Hashable {
   public var bytes: [UInt8]
   public init(_ bytes: [UInt8]) { self.bytes = bytes }
+  /// As a parameter: the bytes themselves.
+  public var pgBinary: [UInt8] { bytes }
   private static let hex = Array("0123456789abcdef".utf8)
 
   public var pgText: String {
@@ -100,6 +108,34 @@ public struct PGBytes: PGEncodable, PGDecodable, Hashable {
     }
     bytes = out
   }
+}
+
+/// A `bytea[]` parameter in binary format (PostgreSQL's `array_send`
+/// layout): one dimension, no NULLs, element type `bytea` (OID 17), each
+/// element its length and bytes. Large payloads pass without hex.
+public struct PGByteaArray: PGBinaryEncodable {
+  public var elements: [[UInt8]]
+  public init(_ elements: [[UInt8]]) { self.elements = elements }
+
+  public var pgBinary: [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(20 + elements.reduce(0) { $0 + 4 + $1.count })
+    func int32(_ v: Int32) { withUnsafeBytes(of: v.bigEndian) { out.append(contentsOf: $0) } }
+    int32(elements.isEmpty ? 0 : 1)  // dimensions
+    int32(0)  // no NULLs
+    int32(17)  // bytea
+    if !elements.isEmpty {
+      int32(Int32(elements.count))
+      int32(1)  // lower bound
+    }
+    for e in elements {
+      int32(Int32(e.count))
+      out.append(contentsOf: e)
+    }
+    return out
+  }
+
+  public var pgText: String { PGArray.text(elements.map { PGBytes($0).pgText }) }
 }
 
 /// PostgreSQL array literals for array parameters (`unnest($1::text[])`,

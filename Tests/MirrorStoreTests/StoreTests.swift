@@ -32,6 +32,24 @@ import Testing
     #expect(throws: PostgresError.self) { try first.decode(Int.self, "name") }
   }
 
+  @Test func byteaParametersGoInBinaryAndComeBackExactly() throws {
+    // Every byte value, an empty value, and one larger than a page.
+    let values: [[UInt8]] = [Array(0...255), [], [0], Array(repeating: 0x5C, count: 20_000)]
+    try conn.query("INSERT INTO t (id, blob) VALUES (100, $1)", [PGBytes(values[0])])
+    #expect(try conn.query("SELECT blob FROM t WHERE id = 100")[0].decode(PGBytes.self, 0).bytes == values[0])
+    // A bytea[] parameter in array_send layout, unnested in order.
+    let rows = try conn.query(
+      "SELECT b, length(b) FROM unnest($1::bytea[]) WITH ORDINALITY AS u(b, i) ORDER BY i", [PGByteaArray(values)])
+    #expect(try rows.rows.map { try $0.decode(PGBytes.self, 0).bytes } == values)
+    #expect(try rows.rows.map { try $0.decode(Int.self, 1) } == values.map(\.count))
+    // Text and binary parameters mixed in one statement; an empty array.
+    let mixed = try conn.query(
+      "SELECT $1::text, cardinality($2::bytea[]), $3::bigint", ["x", PGByteaArray([]), Int64(7)])
+    #expect(try mixed[0].decode(String.self, 0) == "x")
+    #expect(try mixed[0].decode(Int.self, 1) == 0)
+    #expect(try mixed[0].decode(Int64.self, 2) == 7)
+  }
+
   @Test func sqlErrorsCarrySQLState() throws {
     try conn.query("INSERT INTO t (id) VALUES (10)")
     let dup = #expect(throws: PostgresError.self) { try self.conn.query("INSERT INTO t (id) VALUES (10)") }
@@ -94,8 +112,8 @@ import Testing
     try conn.execute("CREATE TABLE num (i bigint, d double precision)")
     let ints: [Int64] = [0, 7, -7, 10, -10, 1_234_567_890_123, .max, .min]
     let doubles: [Double] = [0, -0.0, 0.1, -2.5e-300, 1e300, .pi, .nan, .infinity, -.infinity]
-    // A detached writer encodes; the rows load later on the connection.
-    let w = PGCopyWriter()
+    // An encoder encodes; the rows load later on the connection.
+    var w = PGCopyEncoder()
     for (i, d) in zip(ints + ints.prefix(1), doubles) {
       w.field(i)
       w.field(d)
