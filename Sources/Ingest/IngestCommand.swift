@@ -16,7 +16,7 @@ struct IngestCommand: AsyncParsableCommand {
     try await ServiceRunner.run(service: "ingest", defaultHTTPPort: 9101, options: options) { context in
       let c = context.config
       var settings = IngestPipeline.Settings()
-      settings.fetchBatch = try c.int("ingest.fetch-batch", default: 500, range: 1...10_000)
+      settings.fetchBatch = try c.int("ingest.fetch-batch", default: 1000, range: 1...10_000)
       settings.validation.maxAge = try c.duration("ingest.max-age", default: .seconds(3600))
       settings.validation.maxFuture = try c.duration("ingest.max-future", default: .seconds(300))
       settings.validation.autoRegister = try c.bool("ingest.auto-register", default: true)

@@ -16,7 +16,7 @@ public import ServiceLifecycle
 public final class IngestPipeline: Service, Sendable {
   public struct Settings: Sendable {
     public var durable = "INGEST"
-    public var fetchBatch = 500
+    public var fetchBatch = 1000
     public var validation = BatchValidator.Settings()
     public init() {}
   }

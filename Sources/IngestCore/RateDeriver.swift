@@ -5,13 +5,32 @@ public import MirrorWire
 /// disk. A counter that went backwards (reset or wrap) counts from zero.
 /// Not thread-safe: one per pipeline.
 public final class RateDeriver {
-  private var last: [String: MetricsBatch] = [:]
+  /// What a rate needs of a host's previous batch: its boot, time and
+  /// counters (not the whole batch: the state is copied at every fetch, to
+  /// roll back to, so it stays small).
+  struct Previous: Sendable {
+    var bootID: String
+    var collectedAtMs: Int64
+    var interfaces: [(name: String, rx: UInt64, tx: UInt64)]
+    var disks: [(device: String, reads: UInt64, writes: UInt64, readBytes: UInt64, writeBytes: UInt64, ioMs: UInt64)]
+
+    init(_ b: MetricsBatch) {
+      bootID = b.bootId
+      collectedAtMs = b.collectedAtUnixMs
+      interfaces = b.interfaces.map { ($0.name, $0.rxBytes, $0.txBytes) }
+      disks = b.disks.map {
+        ($0.device, $0.readsCompleted, $0.writesCompleted, $0.readBytes, $0.writeBytes, $0.ioTimeMs)
+      }
+    }
+  }
+
+  private var last: [String: Previous] = [:]
 
   public init() {}
 
-  /// What the deriver remembers: the last batch of each host.
+  /// What the deriver remembers: the counters of each host's last batch.
   public struct State: Sendable {
-    fileprivate var last: [String: MetricsBatch]
+    fileprivate var last: [String: Previous]
   }
 
   /// The current state (to roll back to when a write fails).
@@ -26,36 +45,34 @@ public final class RateDeriver {
     if let m = batch.memory, m.totalBytes > 0 {
       out.memoryUsedPercent = Double(m.usedBytes) / Double(m.totalBytes) * 100
     }
-    defer { if (last[batch.host]?.collectedAtUnixMs ?? .min) < batch.collectedAtUnixMs { last[batch.host] = batch } }
-    guard let prev = last[batch.host], prev.bootId == batch.bootId, batch.collectedAtUnixMs > prev.collectedAtUnixMs
-    else {
+    let previous = last[batch.host]
+    if (previous?.collectedAtMs ?? .min) < batch.collectedAtUnixMs { last[batch.host] = Previous(batch) }
+    guard let prev = previous, prev.bootID == batch.bootId, batch.collectedAtUnixMs > prev.collectedAtMs else {
       return out
     }
-    let elapsedMs = batch.collectedAtUnixMs - prev.collectedAtUnixMs
+    let elapsedMs = batch.collectedAtUnixMs - prev.collectedAtMs
     out.elapsedMs = UInt32(clamping: elapsedMs)
     let seconds = Double(elapsedMs) / 1000
-    let previousNICs = Dictionary(prev.interfaces.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     for nic in batch.interfaces {
-      guard let p = previousNICs[nic.name] else { continue }
+      guard let p = prev.interfaces.first(where: { $0.name == nic.name }) else { continue }
       var rate = InterfaceRate(
-        name: nic.name, rxBytesPerSecond: Double(Self.delta(p.rxBytes, nic.rxBytes)) / seconds,
-        txBytesPerSecond: Double(Self.delta(p.txBytes, nic.txBytes)) / seconds, speedMbps: nic.speedMbps)
+        name: nic.name, rxBytesPerSecond: Double(Self.delta(p.rx, nic.rxBytes)) / seconds,
+        txBytesPerSecond: Double(Self.delta(p.tx, nic.txBytes)) / seconds, speedMbps: nic.speedMbps)
       if let speed = nic.speedMbps, speed > 0 {
         let bits = max(rate.rxBytesPerSecond, rate.txBytesPerSecond) * 8
         rate.utilizationPercent = min(100, bits / (Double(speed) * 1_000_000) * 100)
       }
       out.interfaces.append(rate)
     }
-    let previousDisks = Dictionary(prev.disks.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
     for disk in batch.disks {
-      guard let p = previousDisks[disk.device] else { continue }
+      guard let p = prev.disks.first(where: { $0.device == disk.device }) else { continue }
       out.disks.append(
         DiskRate(
-          device: disk.device, readIops: Double(Self.delta(p.readsCompleted, disk.readsCompleted)) / seconds,
-          writeIops: Double(Self.delta(p.writesCompleted, disk.writesCompleted)) / seconds,
+          device: disk.device, readIops: Double(Self.delta(p.reads, disk.readsCompleted)) / seconds,
+          writeIops: Double(Self.delta(p.writes, disk.writesCompleted)) / seconds,
           readBytesPerSecond: Double(Self.delta(p.readBytes, disk.readBytes)) / seconds,
           writeBytesPerSecond: Double(Self.delta(p.writeBytes, disk.writeBytes)) / seconds,
-          busyPercent: min(100, Double(Self.delta(p.ioTimeMs, disk.ioTimeMs)) / Double(elapsedMs) * 100)))
+          busyPercent: min(100, Double(Self.delta(p.ioMs, disk.ioTimeMs)) / Double(elapsedMs) * 100)))
     }
     return out
   }

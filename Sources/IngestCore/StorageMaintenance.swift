@@ -5,7 +5,8 @@ public import MirrorStore
 /// Settings shared by both storage paths (native partitions and
 /// TimescaleDB).
 public struct StorageSettings: Sendable, Hashable {
-  /// Raw rows (and the exactly-once keys) older than this are removed.
+  /// Raw rows older than this are removed (the exactly-once keys sooner:
+  /// after `lateness` and an hour).
   public var retention: Duration = .seconds(30 * 86_400)
   public var hourlyRetention: Duration = .seconds(180 * 86_400)
   public var dailyRetention: Duration = .seconds(1_825 * 86_400)
@@ -71,8 +72,13 @@ public enum StorageMaintenance {
         [Timestamp.text(nowMs - settings.dailyRetention.wholeMilliseconds)]
       ).affected
     }
+    // A key only guards against a second copy of its batch, and a batch
+    // older than the lateness (Ingest's max age) is refused as stale anyway:
+    // keys live that long plus an hour for clocks that disagree, not as long
+    // as the rows (at 10,000 hosts that is 173 million keys a day).
+    let keyCutoff = nowMs - (settings.lateness + .seconds(3_600)).wholeMilliseconds
     report.rowsDeleted += try conn.query(
-      "DELETE FROM ingest_batches WHERE ts < $1::timestamptz", [Timestamp.text(cutoff)]
+      "DELETE FROM ingest_batches WHERE ts < $1::timestamptz", [Timestamp.text(max(cutoff, keyCutoff))]
     ).affected
     return report
   }

@@ -78,6 +78,18 @@ import Testing
     #expect(again.partitionsCreated.isEmpty && again.partitionsDropped.isEmpty && again.rowsDeleted == 0)
   }
 
+  @Test func batchKeysAreKeptForTheLatenessNotTheRetention() throws {
+    let now = Date().unixMilliseconds
+    var settings = StorageSettings()
+    settings.lateness = .seconds(3_600)
+    // Keys 3 h old (past the lateness and its hour of margin) and 90 min old (within it).
+    try write([batch(host: "k", seq: 1, at: now - 3 * Self.hour), batch(host: "k", seq: 2, at: now - 90 * 60_000)])
+    _ = try #require(try StorageMaintenance.run(on: conn, nowMs: now, settings: settings, timescale: false))
+    #expect(try count("SELECT count(*) FROM ingest_batches WHERE host = 'k'") == 1)
+    #expect(try count("SELECT seq FROM ingest_batches WHERE host = 'k'") == 2)
+    #expect(try count("SELECT count(*) FROM metrics_cpu WHERE host = 'k'") == 2, "the rows stay for the retention")
+  }
+
   @Test func maintenanceRunsInOneReplicaAtATime() throws {
     let other = try db.connect()
     try other.query("SELECT pg_advisory_lock($1)", [Int64(0x4D49_524D_4E54)])

@@ -396,5 +396,16 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_queued ON notifications (channel, next_attempt_at) WHERE state = 'queued';
 """#),
+    Migration(
+      version: 6, name: "batch_keys",
+      sql: #"""
+-- The exactly-once keys are identifiers, never sorted for people: compare
+-- them bytewise (COLLATE "C") instead of by the database's locale. Every
+-- stored batch inserts one key, so its index insert is on Ingest's write
+-- path; bytewise comparison makes it cheaper.
+ALTER TABLE ingest_batches
+  ALTER COLUMN host TYPE text COLLATE "C",
+  ALTER COLUMN boot_id TYPE text COLLATE "C";
+"""#),
   ]
 }
