@@ -151,6 +151,14 @@ public final class PullConsumer: @unchecked Sendable {
     natsSubscription_Destroy(sub)
   }
 
+  /// Ends the subscription here (the durable stays on the server): a fetch
+  /// waiting on another thread returns at once, and later ones fail. For a
+  /// long-polling consumer whose task is cancelled. The corresponding C
+  /// function is `natsSubscription_Unsubscribe`.
+  public func close() {
+    natsSubscription_Unsubscribe(sub)
+  }
+
   /// Fetches up to `batch` messages, waiting at most `timeout` for the
   /// first; an empty array means none arrived in time. The corresponding C
   /// function is `natsSubscription_Fetch`.

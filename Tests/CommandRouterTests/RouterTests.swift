@@ -309,8 +309,10 @@ import Testing
         "--set", "commands.policy=\(dir)/policy.yaml",
       ])
     defer {
-      reflector.terminate()
-      reflector.waitUntilExit()
+      if reflector.isRunning {
+        reflector.terminate()
+        reflector.waitUntilExit()
+      }
     }
     try await withSystem(reflectors: []) { bus, _ in
       // Its consumer is bound once the stream has one more.
@@ -329,5 +331,11 @@ import Testing
       let no = try await final(bus, refused.id)
       #expect(no.record?.state == .rejected && no.record?.hosts.first?.reason.hasPrefix("not_allowed") == true)
     }
+    // Its command fetch is a 30 s long poll; SIGTERM still stops it at once
+    // (the wait is ended by closing the subscription).
+    let stopping = ContinuousClock.now
+    reflector.terminate()
+    reflector.waitUntilExit()
+    #expect(ContinuousClock.now - stopping < .seconds(10))
   }
 }

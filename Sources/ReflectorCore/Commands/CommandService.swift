@@ -47,7 +47,21 @@ public final class CommandService: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(20))
             continue
           }
-          let messages = (try? await consumer.fetch(batch: room, timeout: .seconds(1))) ?? []
+          // A long poll: the server answers as soon as a dispatch arrives,
+          // and an idle agent asks once every 30 s, not every second. On
+          // shutdown the subscription is closed, which ends the wait.
+          let messages: [JetStreamMessage]
+          do {
+            messages = try await withTaskCancellationHandler {
+              try await consumer.fetch(batch: room, timeout: .seconds(30))
+            } onCancel: {
+              consumer.close()
+            }
+          } catch {
+            // NATS away (or closed on shutdown): do not spin.
+            if !Task.isCancelled { try? await Task.sleep(for: .milliseconds(500)) }
+            continue
+          }
           for m in messages {
             inFlight.add(1)
             group.addTask {
