@@ -274,6 +274,94 @@ import Testing
   }
 }
 
+/// Kernel files kept open between cycles and read again from offset 0.
+@Suite struct KeptDescriptorTests {
+  @Test func aKeptKernelFileIsReadAfreshEachTime() throws {
+    let files = SystemFiles()
+    let first = try #require(files.string("/proc/self/stat"))
+    #expect(files.keptCount == 1, "/proc/self/stat is the kernel's: kept open")
+    // Burn CPU so this process's utime moves on, then read again.
+    var x: UInt64 = 1
+    let end = ContinuousClock.now + .milliseconds(60)
+    while ContinuousClock.now < end { x = x &* 6_364_136_223_846_793_005 &+ 1 }
+    #expect(x != 0)
+    let second = try #require(files.string("/proc/self/stat"))
+    #expect(files.keptCount == 1, "the same descriptor, not a second one")
+    #expect(first != second, "the kernel regenerated the contents")
+    #expect(files.line("/proc/sys/kernel/random/boot_id")?.count == 36)
+    #expect(files.keptCount == 2)
+    #expect(files.string("/proc/1/stat") != nil)
+    #expect(files.keptCount == 2, "another process's files are not kept")
+  }
+
+  @Test func ordinaryFilesAreNeverKeptSoAReplacedOneIsSeen() throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("kept-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: root + "/proc", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let files = SystemFiles(root: root)
+    try "one\n".write(toFile: root + "/proc/loadavg", atomically: true, encoding: .utf8)
+    #expect(files.line("/proc/loadavg") == "one")
+    try "two\n".write(toFile: root + "/proc/loadavg", atomically: true, encoding: .utf8)  // a new inode
+    #expect(files.line("/proc/loadavg") == "two")
+    #expect(files.keptCount == 0)
+  }
+
+  @Test func aProcessThatExitsHasItsDescriptorClosed() throws {
+    let collector = ProcessCollector(files: SystemFiles(), topK: 1000)
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+    child.arguments = ["30"]
+    try child.run()
+    let pid = UInt32(child.processIdentifier)
+    let before = collector.collect()
+    #expect(before.byMemory.contains { $0.pid == pid && $0.name == "sleep" })
+    let kept = collector.keptCount
+    #expect(kept > 1, "every process's stat stays open")
+    kill(pid_t(pid), SIGKILL)  // SIGTERM may be blocked in a test process's children
+    child.waitUntilExit()
+    let after = collector.collect()
+    #expect(!after.byMemory.contains { $0.pid == pid })
+    #expect(collector.keptCount < kept, "the exited process's descriptor is closed")
+    // The descriptors are the collector's: this process has no stat of the child open.
+    let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap {
+      try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")
+    }
+    #expect(!open.contains("/proc/\(pid)/stat"))
+  }
+}
+
+/// The live mount table is parsed again only when the kernel flags a change.
+@Suite(.serialized) struct LiveMountTableTests {
+  @Test func aMountAndAnUnmountAreSeenOnTheNextCycle() throws {
+    let disks = DiskCollector(files: SystemFiles(), smart: nil)
+    let before = disks.mounts().map(\.mountPoint)
+    #expect(before.contains("/"))
+    #expect(disks.mounts().map(\.mountPoint) == before, "no change, the same table")
+    let base = FileManager.default.temporaryDirectory.appendingPathComponent("mnt-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: base + "/src", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: base + "/target", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: base) }
+    // A bind mount has the type of the file system under it: a real one.
+    #expect(Self.run("/bin/mount", ["--bind", base + "/src", base + "/target"]) == 0)
+    var unmounted = false
+    defer { if !unmounted { _ = Self.run("/bin/umount", [base + "/target"]) } }
+    #expect(disks.mounts().contains { $0.mountPoint == base + "/target" && $0.available })
+    #expect(Self.run("/bin/umount", [base + "/target"]) == 0)
+    unmounted = true
+    #expect(!disks.mounts().contains { $0.mountPoint == base + "/target" })
+    #expect(disks.mounts().map(\.mountPoint) == before)
+  }
+
+  static func run(_ path: String, _ arguments: [String]) -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = arguments
+    guard (try? p.run()) != nil else { return -1 }
+    p.waitUntilExit()
+    return p.terminationStatus
+  }
+}
+
 @Suite struct LiveMachineTests {
   @Test func fullBatchFromThisMachine() throws {
     let collector = Collector(settings: .init(host: "live-test", latencyTargets: ["127.0.0.1:1"]))

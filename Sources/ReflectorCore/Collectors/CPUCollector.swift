@@ -9,6 +9,8 @@ public final class CPUCollector {
   /// /proc/cpuinfo is slow for the kernel to produce: its frequencies (the
   /// fallback without cpufreq) are re-read at most every 30 s.
   private var cpuinfoCache: (at: ContinuousClock.Instant, mhz: [UInt32: Double])?
+  /// When no core had cpufreq files (nil: they were there, or not looked for yet).
+  private var cpufreqAbsentSince: ContinuousClock.Instant?
 
   public init(files: SystemFiles) { self.files = files }
 
@@ -105,10 +107,16 @@ public final class CPUCollector {
 
   private func frequencies(cores: [UInt32]) -> [UInt32: Double] {
     var out: [UInt32: Double] = [:]
-    for i in cores {
-      if let khz = files.int("/sys/devices/system/cpu/cpu\(i)/cpufreq/scaling_cur_freq") {
-        out[i] = Double(khz) / 1000
+    // Without a cpufreq driver (most VMs) the files are absent: look for
+    // them again every 30 s, not every cycle.
+    let lookForCpufreq = cpufreqAbsentSince.map { ContinuousClock.now - $0 > .seconds(30) } ?? true
+    if lookForCpufreq {
+      for i in cores {
+        if let khz = files.int("/sys/devices/system/cpu/cpu\(i)/cpufreq/scaling_cur_freq") {
+          out[i] = Double(khz) / 1000
+        }
       }
+      cpufreqAbsentSince = out.isEmpty && !cores.isEmpty ? .now : nil
     }
     guard out.count < cores.count else { return out }
     if let cache = cpuinfoCache, ContinuousClock.now - cache.at < .seconds(30) {

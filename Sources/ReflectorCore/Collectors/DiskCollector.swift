@@ -64,17 +64,62 @@ public final class DiskCollector {
     self.smart = smart
   }
 
-  public func mounts() -> [MountUsage] {
-    guard let table = files.string("/proc/self/mounts") ?? files.string("/proc/mounts") else { return [] }
+  /// A real mount from the table.
+  struct Mount: Equatable {
+    var device: String
+    var mountPoint: String
+    var type: String
+  }
+
+  /// The real mounts (pseudo file systems and repeats left out), in order.
+  static func parseMounts(_ table: String) -> [Mount] {
     var seenMountPoints = Set<String>()
-    var out: [MountUsage] = []
+    var out: [Mount] = []
     for line in table.split(separator: "\n") {
       let f = line.split(separator: " ")
       guard f.count >= 3 else { continue }
-      let device = Self.unescape(f[0])
-      let mountPoint = Self.unescape(f[1])
-      let type = String(f[2])
-      guard !Self.pseudo.contains(type), seenMountPoints.insert(mountPoint).inserted else { continue }
+      let mount = Mount(device: Self.unescape(f[0]), mountPoint: Self.unescape(f[1]), type: String(f[2]))
+      guard !Self.pseudo.contains(mount.type), seenMountPoints.insert(mount.mountPoint).inserted else { continue }
+      out.append(mount)
+    }
+    return out
+  }
+
+  /// On a live /proc the table is parsed again only when it changed: the
+  /// kernel flags the open /proc/self/mounts with POLLPRI after a mount or
+  /// an unmount. Captured files are read every time.
+  private var mountTable: [Mount]?
+  private var mountsFD: Int32 = -1
+
+  deinit { if mountsFD >= 0 { close(mountsFD) } }
+
+  func currentMounts() -> [Mount] {
+    if mountsFD < 0 {
+      let fd = open(files.path("/proc/self/mounts"), O_RDONLY | O_CLOEXEC)
+      var st = Glibc.stat()
+      if fd >= 0, fstat(fd, &st) == 0, KeptFiles.kernelDevices.contains(st.st_dev) {
+        mountsFD = fd
+      } else if fd >= 0 {
+        close(fd)
+      }
+    }
+    guard mountsFD >= 0 else {
+      let table = files.string("/proc/self/mounts") ?? files.string("/proc/mounts") ?? ""
+      return Self.parseMounts(table)
+    }
+    var p = pollfd(fd: mountsFD, events: Int16(POLLPRI), revents: 0)
+    if let table = mountTable, poll(&p, 1, 0) == 0 { return table }
+    var bytes: [UInt8] = []
+    guard SystemFiles.readAll(mountsFD, into: &bytes) else { return mountTable ?? [] }
+    let table = Self.parseMounts(String(decoding: bytes, as: UTF8.self))
+    mountTable = table
+    return table
+  }
+
+  public func mounts() -> [MountUsage] {
+    var out: [MountUsage] = []
+    for m in currentMounts() {
+      let (device, mountPoint, type) = (m.device, m.mountPoint, m.type)
       var usage = MountUsage(mountPoint: mountPoint, device: device, fsType: type)
       switch stat(mountPoint, device: device, type: type) {
       case .ok(let s):

@@ -7,6 +7,12 @@ public import MirrorWire
 /// Top-k processes by CPU (over the last interval) and by resident memory.
 /// Every process's /proc/PID/stat is scanned as bytes; names and users are
 /// resolved only for the processes reported.
+///
+/// On a live /proc each process's stat file stays open from one cycle to
+/// the next and is read again with pread from offset 0 (the kernel
+/// regenerates it): no path walk, open or close per process per cycle. A
+/// descriptor outlives its process harmlessly: reads then fail (ESRCH), it
+/// is closed, and a new process that got the same PID is opened afresh.
 public final class ProcessCollector {
   private let files: SystemFiles
   private let topK: Int
@@ -15,6 +21,9 @@ public final class ProcessCollector {
   private var previous: [UInt32: UInt64] = [:]
   private var previousTime: ContinuousClock.Instant?
   private var users: [UInt32: String] = [:]
+  /// Open /proc/PID/stat descriptors (live /proc only), at most `maxKept`.
+  private var kept: [UInt32: Int32] = [:]
+  private let maxKept: Int
 
   private struct Row {
     var pid: UInt32
@@ -28,7 +37,29 @@ public final class ProcessCollector {
     self.topK = topK
     ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    // Only the kernel's /proc regenerates a file read again from offset 0;
+    // captured test files are opened for every read. Room is left under the
+    // descriptor limit for everything else the agent opens.
+    var st = stat()
+    let live = stat(files.path("/proc"), &st) == 0 && KeptFiles.kernelDevices.contains(st.st_dev)
+    var limit = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    if live, limit.rlim_cur < 16384, limit.rlim_max > limit.rlim_cur {
+      // Systemd's soft limit is 1,024 (the hard one far higher): raising it
+      // is allowed and leaves room for a busy host's processes.
+      let before = limit.rlim_cur
+      limit.rlim_cur = min(limit.rlim_max, 16384)
+      if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 { limit.rlim_cur = before }
+    }
+    maxKept = live ? max(0, min(8192, Int(clamping: limit.rlim_cur) - 512)) : 0
   }
+
+  deinit {
+    for fd in kept.values { close(fd) }
+  }
+
+  /// How many process descriptors are kept open (for tests).
+  public var keptCount: Int { kept.count }
 
   public func collect(now: ContinuousClock.Instant = .now) -> (byCPU: [ProcessSample], byMemory: [ProcessSample]) {
     let seconds =
@@ -58,11 +89,17 @@ public final class ProcessCollector {
   /// Names and users only for the processes reported; one that exited
   /// since the scan is left out.
   private func sample(_ r: Row) -> ProcessSample? {
-    let name = files.withSmallFile("/proc/\(r.pid)/stat") { b -> String? in
+    let fd = kept[r.pid] ?? open(files.path("/proc/\(r.pid)/stat"), O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { if kept[r.pid] != fd { close(fd) } }
+    let name = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer -> String? in
+      let n = pread(fd, buffer.baseAddress, buffer.count, 0)
+      guard n > 0 else { return nil }
+      let b = UnsafeBufferPointer(rebasing: buffer[0..<n])
       guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else { return nil }
       return String(decoding: UnsafeBufferPointer(rebasing: b[(open + 1)..<close]), as: UTF8.self)
     }
-    guard let name, let user = user(of: r.pid) else { return nil }
+    guard let name, let user = user(of: fd) else { return nil }
     return ProcessSample(pid: r.pid, name: name, user: user, cpuPercent: r.cpu, rssBytes: r.rssPages * pageSize)
   }
 
@@ -98,13 +135,20 @@ public final class ProcessCollector {
     return Row(pid: pid, ticks: utime + stime, rssPages: rss, cpu: 0)
   }
 
-  /// Every process's stat, in one pass over /proc: "PID/stat" is opened
-  /// relative to the /proc descriptor from a stack buffer, so no path
-  /// string is built and only two components are looked up per process.
+  /// Every process's stat, in one pass over /proc: a kept descriptor is
+  /// read again; otherwise "PID/stat" is opened relative to the /proc
+  /// descriptor from a stack buffer, so no path string is built and only
+  /// two components are looked up. Descriptors of processes gone are closed.
   private func scan(_ body: (Row) -> Void) {
     guard let dir = opendir(files.path("/proc")) else { return }
     defer { closedir(dir) }
     let procFD = dirfd(dir)
+    var stillKept: [UInt32: Int32] = [:]
+    stillKept.reserveCapacity(kept.count + 16)
+    defer {
+      for (pid, fd) in kept where stillKept[pid] != fd { close(fd) }
+      kept = stillKept
+    }
     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer in
       withUnsafeTemporaryAllocation(of: CChar.self, capacity: 32) { path in
         while let entry = readdir(dir) {
@@ -121,13 +165,34 @@ public final class ProcessCollector {
             return length > 0
           }
           guard numeric else { continue }
-          for (i, c) in "/stat".utf8.enumerated() { path[length + i] = CChar(bitPattern: c) }
-          path[length + 5] = 0
-          let fd = openat(procFD, path.baseAddress!, O_RDONLY | O_CLOEXEC)
-          guard fd >= 0 else { continue }  // exited since readdir
-          var n = read(fd, buffer.baseAddress, buffer.count)
-          while n < 0 && errno == EINTR { n = read(fd, buffer.baseAddress, buffer.count) }
-          close(fd)
+          func read(_ fd: Int32) -> Int {
+            var n = pread(fd, buffer.baseAddress, buffer.count, 0)
+            while n < 0 && errno == EINTR { n = pread(fd, buffer.baseAddress, buffer.count, 0) }
+            return n
+          }
+          var n = -1
+          var fd = kept[pid] ?? -1
+          if fd >= 0 {
+            n = read(fd)
+            if n <= 0 {  // that process is gone; the PID may be a new one's
+              close(fd)
+              kept[pid] = nil
+              fd = -1
+            }
+          }
+          if fd < 0 {
+            for (i, c) in "/stat".utf8.enumerated() { path[length + i] = CChar(bitPattern: c) }
+            path[length + 5] = 0
+            fd = openat(procFD, path.baseAddress!, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }  // exited since readdir
+            n = read(fd)
+          }
+          if n > 0, stillKept.count < maxKept {
+            stillKept[pid] = fd
+          } else {
+            close(fd)
+            kept[pid] = nil
+          }
           guard n > 0, let row = Self.parse(UnsafeBufferPointer(rebasing: buffer[0..<n]), pid: pid) else { continue }
           body(row)
         }
@@ -135,9 +200,10 @@ public final class ProcessCollector {
     }
   }
 
-  private func user(of pid: UInt32) -> String? {
+  /// The owner of the process's stat file: its effective user.
+  private func user(of fd: Int32) -> String? {
     var st = stat()
-    guard stat(files.path("/proc/\(pid)"), &st) == 0 else { return nil }
+    guard fstat(fd, &st) == 0 else { return nil }
     if let name = users[st.st_uid] { return name }
     var pwd = passwd()
     var result: UnsafeMutablePointer<passwd>?
