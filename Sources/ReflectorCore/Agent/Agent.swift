@@ -15,6 +15,14 @@ import Synchronization
 /// The host agent: collects on absolute deadlines (cycles do not drift),
 /// buffers every batch until JetStream acks it, replays in order after an
 /// outage, and registers the host when its description changes.
+///
+/// The cycle runs on a thread of its own: it sleeps to each deadline,
+/// collects (on the collector's queue, which runs the work on this very
+/// thread when it is free), and, when nothing is waiting before it and
+/// there is no spool to write first, publishes the batch itself and waits
+/// for the ack. Only what cannot go at once is handed to the publishing
+/// task. An idle agent's cycle is thus one wake-up, not a chain of task
+/// and thread hand-offs.
 public final class Agent: Service, Sendable {
   private let settings: AgentSettings
   private let bus: BusService
@@ -23,8 +31,11 @@ public final class Agent: Service, Sendable {
   private let collector: CollectorBox
   private let wake: AsyncStream<Void>.Continuation
   private let wakeups: AsyncStream<Void>
-  private let collectNowRequests: AsyncStream<Void>.Continuation
-  private let collectNowStream: AsyncStream<Void>
+  /// Wakes the cycle thread early: to stop, or to collect now.
+  private let signal = DispatchSemaphore(value: 0)
+  private let control = Mutex<(stop: Bool, collectNow: Int)>((false, 0))
+  /// The connection the cycle thread publishes on, once there is one.
+  private let direct = Mutex<BusConnection?>(nil)
 
   private let collected = Counter(label: "reflector_batches_collected_total")
   private let published = Counter(label: "reflector_batches_published_total")
@@ -44,19 +55,33 @@ public final class Agent: Service, Sendable {
     self.collector = CollectorBox(collector)
     buffer = try BatchBuffer(capacity: settings.bufferCapacity, spoolDirectory: settings.spoolDirectory)
     (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
-    (collectNowStream, collectNowRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
   }
 
   /// Asks for an extra collection now (the `collect now` built-in action).
-  public func collectNow() { collectNowRequests.yield() }
+  public func collectNow() {
+    control.withLock { $0.collectNow += 1 }
+    signal.signal()
+  }
 
   public func run() async throws {
     enqueueEvent(.agentStarted, "reflector \(AgentVersion.current) started")
+    let cycleStopped = Completion()
+    let thread = Thread { [self] in
+      cycleLoop()
+      cycleStopped.finish()
+    }
+    thread.name = "reflector.cycle"
+    thread.start()
     await withTaskGroup(of: Void.self) { group in
       group.addTask { await self.publishLoop() }
       group.addTask { await self.registerLoop() }
-      group.addTask { await self.collectNowLoop() }
-      await cancelWhenGracefulShutdown { await self.collectLoop() }
+      group.addTask {
+        if let connection = try? await self.bus.connection() { self.direct.withLock { $0 = connection } }
+      }
+      try? await gracefulShutdown()
+      self.control.withLock { $0.stop = true }
+      self.signal.signal()
+      await cycleStopped.wait()
       // Shutting down: say so, and give the publisher a moment to empty
       // the buffer (what remains stays in the spool, if any).
       self.enqueueEvent(.agentStopping, "reflector stopping")
@@ -64,18 +89,34 @@ public final class Agent: Service, Sendable {
       while self.buffer.count > 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
       group.cancelAll()
       self.wake.finish()
-      self.collectNowRequests.finish()
     }
   }
 
   // MARK: Collecting
 
-  private func collectLoop() async {
+  /// The cycle thread: absolute deadlines; a signal stops it or asks for
+  /// an extra collection without moving the deadlines.
+  private func cycleLoop() {
     let clock = ContinuousClock()
     var deadline = clock.now
     var cycles = 0
-    while !Task.isCancelled {
-      await collectOnce()
+    while true {
+      let remaining = deadline - clock.now
+      if remaining > .zero {
+        let (seconds, attoseconds) = remaining.components
+        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        if signal.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success {
+          let asked = control.withLock { c -> (stop: Bool, collectNow: Int) in
+            defer { c.collectNow = 0 }
+            return c
+          }
+          if asked.stop { return }
+          for _ in 0..<asked.collectNow { collectOnce() }
+          continue
+        }
+      }
+      if control.withLock({ $0.stop }) { return }
+      collectOnce()
       cycles += 1
       if cycles == 3, settings.trimStartupMemory {
         let advised = ResidentMemory.trimStartupPages()
@@ -90,27 +131,39 @@ public final class Agent: Service, Sendable {
         let skipped = Int(behind / settings.interval) + 1
         deadline += settings.interval * skipped
       }
-      try? await Task.sleep(until: deadline, clock: clock)
     }
   }
 
-  private func collectNowLoop() async {
-    for await _ in collectNowStream { await collectOnce() }
-  }
-
-  func collectOnce() async {
+  /// One batch: collected, encoded, then published at once when it can
+  /// go first (nothing buffered before it, no spool to write it to first,
+  /// connected), else buffered for the publishing task.
+  func collectOnce() {
     let start = ContinuousClock.now
     let intervalMs = UInt32(clamping: settings.interval.wholeMilliseconds)
-    let batch = await collector.run { c in c.collect(sequence: Self.bootMilliseconds(), intervalMs: intervalMs) }
+    let batch = collector.runHere { c in c.collect(sequence: Self.bootMilliseconds(), intervalMs: intervalMs) }
     announceChanges(batch)
     let entry = BatchBuffer.Entry(
       msgID: "\(batch.host):\(batch.bootId):\(batch.sequence)", subject: Subjects.metricsRaw(batch.host),
       payload: batch.encode())
-    buffer.append(entry)
     collected.increment()
+    cycleTime.record(duration: ContinuousClock.now - start)
+    if settings.spoolDirectory == nil, buffer.count == 0, let connection = direct.withLock({ $0 }),
+      connection.isConnected
+    {
+      do {
+        _ = try connection.jetStreamPublishBlocking(
+          entry.subject, payload: entry.payload, headers: BusHeader.describing(MetricsBatch.self),
+          msgID: entry.msgID, timeout: .seconds(2))
+        published.increment()
+        return
+      } catch {
+        // Kept and retried by the publishing task, which logs and backs off.
+        publishFailures.increment()
+      }
+    }
+    buffer.append(entry)
     buffered.record(buffer.count)
     droppedGauge.record(buffer.dropped)
-    cycleTime.record(duration: ContinuousClock.now - start)
     wake.yield()
   }
 
@@ -243,6 +296,12 @@ final class CollectorBox: @unchecked Sendable {
   private let queue = DispatchQueue(label: "mirrorstage.reflector.collect")
 
   init(_ collector: Collector) { self.collector = collector }
+
+  /// Runs `body` on the calling thread once the queue is free (a serial
+  /// queue's sync runs the block on its caller): no hand-off.
+  func runHere<T>(_ body: (Collector) -> T) -> T {
+    queue.sync { body(collector) }
+  }
 
   func run<T: Sendable>(_ body: @escaping @Sendable (Collector) -> T) async -> T {
     await withCheckedContinuation { continuation in
