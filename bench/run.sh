@@ -109,6 +109,11 @@ if [[ $what == agent || $what == all ]]; then
   # The binary as packaged: Swift runtime linked statically.
   swift build -c release --product reflector --static-swift-stdlib 2>&1 | grep -E "error|warning:" || true
   reflector=$(swift build -c release --show-bin-path)/reflector
+  # A just-linked executable's pages are dirty in the page cache until
+  # written back (~30 s); the agent cannot give back dirty pages after
+  # start-up, so its RSS depended on how long ago the build ran. An
+  # installed package's files are clean: write this one back first.
+  sync "$reflector"
   seconds=${BENCH_AGENT_SECONDS:-30}
   if [[ -z "${nats_pid:-}" ]]; then
     port=$(free_port)
