@@ -134,6 +134,11 @@ public final class Agent: Service, Sendable {
     }
   }
 
+  /// How long the cycle thread waits for an ack before handing the batch
+  /// to the publishing task: a quarter interval at most, so a server that
+  /// vanished without the connection noticing yet never delays a cycle.
+  private var directPublishTimeout: Duration { min(.seconds(2), settings.interval / 4) }
+
   /// One batch: collected, encoded, then published at once when it can
   /// go first (nothing buffered before it, no spool to write it to first,
   /// connected), else buffered for the publishing task.
@@ -153,7 +158,7 @@ public final class Agent: Service, Sendable {
       do {
         _ = try connection.jetStreamPublishBlocking(
           entry.subject, payload: entry.payload, headers: BusHeader.describing(MetricsBatch.self),
-          msgID: entry.msgID, timeout: .seconds(2))
+          msgID: entry.msgID, timeout: directPublishTimeout)
         published.increment()
         return
       } catch {
