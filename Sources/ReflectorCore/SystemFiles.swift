@@ -24,6 +24,15 @@ public struct SystemFiles: Sendable {
 
   public func path(_ p: String) -> String { root + p }
 
+  /// One read from offset 0 into `buffer` (the kernel regenerates a
+  /// procfs/sysfs file for a read from the start), retried on EINTR: the
+  /// byte count, or -1.
+  static func readFromStart(_ fd: Int32, into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
+    var n = pread(fd, buffer.baseAddress, buffer.count, 0)
+    while n < 0 && errno == EINTR { n = pread(fd, buffer.baseAddress, buffer.count, 0) }
+    return n
+  }
+
   /// Reads through `fd` from offset 0 into `out` (until EOF); false on an error.
   static func readAll(_ fd: Int32, into out: inout [UInt8]) -> Bool {
     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 8192) { chunk -> Bool in
@@ -62,19 +71,14 @@ public struct SystemFiles: Sendable {
   /// cannot be read.
   public func withSmallFile<R>(_ p: String, capacity: Int = 1024, _ body: (UnsafeBufferPointer<UInt8>) -> R?) -> R? {
     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { buffer -> R? in
-      func read(_ fd: Int32) -> Int {
-        var n = pread(fd, buffer.baseAddress, buffer.count, 0)
-        while n < 0 && errno == EINTR { n = pread(fd, buffer.baseAddress, buffer.count, 0) }
-        return n
-      }
       if let fd = kept.descriptor(p) {
-        let n = read(fd)
+        let n = Self.readFromStart(fd, into: buffer)
         if n >= 0 { return body(UnsafeBufferPointer(rebasing: buffer[0..<n])) }
         kept.forget(p, fd)
       }
       let fd = open(path(p), O_RDONLY | O_CLOEXEC)
       guard fd >= 0 else { return nil }
-      let n = read(fd)
+      let n = Self.readFromStart(fd, into: buffer)
       if n < 0 || !kept.keep(p, fd) { close(fd) }
       guard n >= 0 else { return nil }
       return body(UnsafeBufferPointer(rebasing: buffer[0..<n]))
@@ -187,8 +191,7 @@ final class KeptFiles: Sendable {
     // Not another process's files: processes come and go (the process
     // collector keeps its own).
     if path.utf8.dropFirst(6).first.map({ $0 >= 0x30 && $0 <= 0x39 }) == true { return false }
-    var st = stat()
-    guard fstat(fd, &st) == 0, Self.kernelDevices.contains(st.st_dev) else { return false }
+    guard Self.isKernelFile(fd) else { return false }
     return state.withLock { s -> Bool in
       guard s.open[path] == nil, s.open.count < Self.limit else { return false }
       s.open[path] = (fd, true)
@@ -206,6 +209,18 @@ final class KeptFiles: Sendable {
 
   /// The devices of the live /proc and /sys mounts: a file on one of them
   /// is the kernel's (a captured copy in a test folder is not).
+  /// Whether `fd` is open on the live procfs or sysfs mount.
+  static func isKernelFile(_ fd: Int32) -> Bool {
+    var st = stat()
+    return fstat(fd, &st) == 0 && kernelDevices.contains(st.st_dev)
+  }
+
+  /// Whether `path` is on the live procfs or sysfs mount.
+  static func isKernelFile(path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && kernelDevices.contains(st.st_dev)
+  }
+
   static let kernelDevices: Set<dev_t> = {
     var out = Set<dev_t>()
     for mount in ["/proc", "/sys"] {

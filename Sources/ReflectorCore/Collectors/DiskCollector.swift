@@ -96,8 +96,7 @@ public final class DiskCollector {
   func currentMounts() -> [Mount] {
     if mountsFD < 0 {
       let fd = open(files.path("/proc/self/mounts"), O_RDONLY | O_CLOEXEC)
-      var st = Glibc.stat()
-      if fd >= 0, fstat(fd, &st) == 0, KeptFiles.kernelDevices.contains(st.st_dev) {
+      if fd >= 0, KeptFiles.isKernelFile(fd) {
         mountsFD = fd
       } else if fd >= 0 {
         close(fd)
@@ -119,9 +118,8 @@ public final class DiskCollector {
   public func mounts() -> [MountUsage] {
     var out: [MountUsage] = []
     for m in currentMounts() {
-      let (device, mountPoint, type) = (m.device, m.mountPoint, m.type)
-      var usage = MountUsage(mountPoint: mountPoint, device: device, fsType: type)
-      switch stat(mountPoint, device: device, type: type) {
+      var usage = MountUsage(mountPoint: m.mountPoint, device: m.device, fsType: m.type)
+      switch stat(m.mountPoint, device: m.device, type: m.type) {
       case .ok(let s):
         usage.totalBytes = s.totalBytes
         usage.availableBytes = s.availableBytes

@@ -40,8 +40,7 @@ public final class ProcessCollector {
     // Only the kernel's /proc regenerates a file read again from offset 0;
     // captured test files are opened for every read. Room is left under the
     // descriptor limit for everything else the agent opens.
-    var st = stat()
-    let live = stat(files.path("/proc"), &st) == 0 && KeptFiles.kernelDevices.contains(st.st_dev)
+    let live = KeptFiles.isKernelFile(path: files.path("/proc"))
     var limit = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     if live, limit.rlim_cur < 16384, limit.rlim_max > limit.rlim_cur {
@@ -93,7 +92,7 @@ public final class ProcessCollector {
     guard fd >= 0 else { return nil }
     defer { if kept[r.pid] != fd { close(fd) } }
     let name = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer -> String? in
-      let n = pread(fd, buffer.baseAddress, buffer.count, 0)
+      let n = SystemFiles.readFromStart(fd, into: buffer)
       guard n > 0 else { return nil }
       let b = UnsafeBufferPointer(rebasing: buffer[0..<n])
       guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else { return nil }
@@ -165,15 +164,10 @@ public final class ProcessCollector {
             return length > 0
           }
           guard numeric else { continue }
-          func read(_ fd: Int32) -> Int {
-            var n = pread(fd, buffer.baseAddress, buffer.count, 0)
-            while n < 0 && errno == EINTR { n = pread(fd, buffer.baseAddress, buffer.count, 0) }
-            return n
-          }
           var n = -1
           var fd = kept[pid] ?? -1
           if fd >= 0 {
-            n = read(fd)
+            n = SystemFiles.readFromStart(fd, into: buffer)
             if n <= 0 {  // that process is gone; the PID may be a new one's
               close(fd)
               kept[pid] = nil
@@ -185,7 +179,7 @@ public final class ProcessCollector {
             path[length + 5] = 0
             fd = openat(procFD, path.baseAddress!, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { continue }  // exited since readdir
-            n = read(fd)
+            n = SystemFiles.readFromStart(fd, into: buffer)
           }
           if n > 0, stillKept.count < maxKept {
             stillKept[pid] = fd
