@@ -80,11 +80,15 @@ import Testing
     let (process, _) = try launch(
       "ingest", ["--nats-url", nats.url, "--database-url", deadDB, "--http", "127.0.0.1:\(port)"])
     defer { process.terminate() }
-    let answered = await Harness.waitUntil { Harness.httpGet(port, "/healthz") != nil }
-    #expect(answered)
-    let health = Harness.httpGet(port, "/healthz")
+    // Until the first attempt fails the check says "connecting"; the
+    // attempt's error must then show, and the service stays unhealthy.
+    var health: (status: Int, body: String)?
+    let refused = await Harness.waitUntil {
+      health = Harness.httpGet(port, "/healthz")
+      return health?.body.contains("Connection refused") == true
+    }
+    #expect(refused, "\(String(describing: health))")
     #expect(health?.status == 503)
-    #expect(health?.body.contains("Connection refused") == true, "\(String(describing: health))")
     #expect(process.isRunning, "a missing database is retried, not a crash")
   }
 
