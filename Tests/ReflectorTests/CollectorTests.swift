@@ -265,6 +265,65 @@ import Testing
     #expect(p.byCPU.count == 2)
   }
 
+  /// Kernel threads are read from schedstat (nanoseconds) once recognised
+  /// by their stat flags; without schedstat their stat ticks are used.
+  @Test func kernelThreadsAreTimedFromSchedstat() throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("kthreads-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    func stat(_ pid: Int, _ name: String, flags: Int, ticks: Int, rss: Int) -> String {
+      "\(pid) (\(name)) S 2 0 0 0 -1 \(flags) 0 0 0 0 \(ticks) 0 0 0 20 0 1 0 5 0 \(rss) 18446744073709551615 0 0 0\n"
+    }
+    func write(_ pid: Int, _ file: String, _ text: String) throws {
+      try FileManager.default.createDirectory(atPath: "\(root)/proc/\(pid)", withIntermediateDirectories: true)
+      try text.write(toFile: "\(root)/proc/\(pid)/\(file)", atomically: true, encoding: .utf8)
+    }
+    let kthread = 0x0020_8040  // PF_KTHREAD | PF_NOFREEZE | PF_FORKNOEXEC
+    try write(7, "stat", stat(7, "kworker/0:1", flags: kthread, ticks: 100, rss: 0))
+    try write(7, "schedstat", "1000000000 5000 40\n")
+    try write(9, "stat", stat(9, "ksoftirqd/0", flags: kthread, ticks: 100, rss: 0))  // no schedstat
+    try write(11, "stat", stat(11, "postgres", flags: 0x40_0100, ticks: 100, rss: 300))
+    let collector = ProcessCollector(files: SystemFiles(root: root), topK: 5)
+    let t0 = ContinuousClock.now
+    _ = collector.collect(now: t0)
+    #expect(collector.kernelThreadCount == 1, "only the thread with a schedstat file")
+    // One second later: 0.5 s of run time in schedstat (its stat says
+    // nothing moved, so a stat-based figure would be 0), 25 ticks in the
+    // other thread's stat, 10 in the process's.
+    try write(7, "stat", stat(7, "kworker/0:1", flags: kthread, ticks: 100, rss: 0))
+    try write(7, "schedstat", "1500000000 5000 41\n")
+    try write(9, "stat", stat(9, "ksoftirqd/0", flags: kthread, ticks: 125, rss: 0))
+    try write(11, "stat", stat(11, "postgres", flags: 0x40_0100, ticks: 110, rss: 300))
+    let p = collector.collect(now: t0 + .seconds(1))
+    let tps = Double(sysconf(Int32(_SC_CLK_TCK)))
+    #expect(p.byCPU.map(\.pid) == [7, 9, 11])
+    #expect(abs((p.byCPU.first { $0.pid == 7 }?.cpuPercent ?? 0) - 50) < 0.001)
+    #expect(abs((p.byCPU.first { $0.pid == 9 }?.cpuPercent ?? 0) - 25 / tps * 100) < 0.001)
+    #expect(abs((p.byCPU.first { $0.pid == 11 }?.cpuPercent ?? 0) - 10 / tps * 100) < 0.001)
+    #expect(p.byCPU.first?.name == "kworker/0:1", "the name still comes from stat")
+    #expect(p.byMemory.first?.pid == 11)
+    #expect(p.byMemory.first?.rssBytes == 300 * UInt64(sysconf(Int32(_SC_PAGESIZE))))
+  }
+
+  @Test func liveKernelThreadsKeepTheirSchedstatOpen() throws {
+    // kthreadd is PID 2 where the kernel's threads are visible (not in a
+    // PID namespace of a container).
+    let flags = try? String(contentsOfFile: "/proc/2/stat", encoding: .utf8)
+      .split(separator: ")").last?.split(separator: " ")[6]
+    let collector = ProcessCollector(files: SystemFiles(), topK: 10)
+    _ = collector.collect()
+    _ = collector.collect()
+    if let flags, let value = Int(flags), value & 0x0020_0000 != 0 {
+      #expect(collector.kernelThreadCount > 0)
+      let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")
+      }
+      #expect(open.contains("/proc/2/schedstat"))
+      #expect(!open.contains("/proc/2/stat"))
+    } else {
+      #expect(collector.kernelThreadCount == 0)
+    }
+  }
+
   @Test func liveProcessesIncludeThisOne() {
     let p = ProcessCollector(files: SystemFiles(), topK: 1000).collect()
     let me = p.byMemory.first { $0.pid == UInt32(getpid()) }
