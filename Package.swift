@@ -140,7 +140,11 @@ let package = Package(
       dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", "NotifierCore", argumentParser],
       swiftSettings: strict),
     .executableTarget(
-      name: "Reflector", dependencies: ["MirrorService", "ReflectorCore", argumentParser], swiftSettings: strict),
+      name: "Reflector", dependencies: ["MirrorService", "ReflectorCore", argumentParser], swiftSettings: strict,
+      // Symbols bound at start-up (full RELRO): no lazy binding later, which
+      // read every library's symbol tables back into memory the first time
+      // a thread exit or a rare path called a libc function.
+      linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "now"])]),
     .executableTarget(
       name: "Mirrorctl",
       dependencies: [

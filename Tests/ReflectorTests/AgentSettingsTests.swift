@@ -61,17 +61,39 @@ import Testing
     #expect(trimmed > 0 && trimmed < untrimmed, "with the trim \(trimmed) KiB, without \(untrimmed) KiB")
   }
 
-  @Test func onlyReadOnlyFileMappingsAreAdvised() throws {
-    let maps = FileManager.default.temporaryDirectory.appendingPathComponent("maps-\(UUID().uuidString)").path
+  @Test func onlyReadOnlyFileMappingsAreAdvisedAndRelocatedOnesOnlyPagedOut() throws {
+    let smaps = """
+      7f0000000000-7f0000001000 rw-p 00000000 00:00 0                          [heap]
+      Rss:                   4 kB
+      Anonymous:             4 kB
+      7f0000001000-7f0000002000 rw-p 00000000 08:01 42                         /usr/lib/writable.so
+      Anonymous:             0 kB
+      7f0000002000-7f0000003000 ---p 00000000 08:01 42                         /usr/lib/guard.so
+      Anonymous:             0 kB
+      7f0000003000-7f0000004000 r--p 00000000 00:00 0
+      Anonymous:             0 kB
+      55a000000000-55a000200000 r-xp 00000000 08:01 7                          /usr/bin/reflector
+      Rss:                1024 kB
+      Anonymous:             0 kB
+      VmFlags: rd ex mr mw me sd
+      55a000200000-55a000210000 r--p 00200000 08:01 7                          /usr/bin/reflector
+      Anonymous:           812 kB
+      55a000210000-55a000220000 r--p 00210000 08:01 7                          /usr/bin/no anonymous line
+      not a line
+      """
+    let plan = ResidentMemory.plan(smaps: smaps)
+    #expect(
+      plan == [
+        .init(start: 0x55a0_0000_0000, length: 0x20_0000, advice: .drop),
+        .init(start: 0x55a0_0020_0000, length: 0x1_0000, advice: .pageOut),
+      ])
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("smaps-\(UUID().uuidString)").path
     try """
     7f0000000000-7f0000001000 rw-p 00000000 00:00 0                          [heap]
-    7f0000001000-7f0000002000 rw-p 00000000 08:01 42                         /usr/lib/writable.so
-    7f0000002000-7f0000003000 ---p 00000000 08:01 42                         /usr/lib/guard.so
-    7f0000003000-7f0000004000 r--p 00000000 00:00 0
-    not a line
-    """.write(toFile: maps, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: maps) }
-    #expect(ResidentMemory.trimStartupPages(maps: maps) == 0)
+    Anonymous:             4 kB
+    """.write(toFile: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    #expect(ResidentMemory.trimStartupPages(smaps: file) == 0)
     #expect(try !AgentSettings(config: ConfigValues()).trimStartupMemory, "off unless the executable turns it on")
   }
 }

@@ -272,7 +272,10 @@ public final class Agent: Service, Sendable {
     // `hostInfoEvery` intervals.
     var retry = settings.interval
     while !Task.isCancelled {
-      let info = await collector.run { [settings] c in c.hostInfo(labels: settings.labels) }
+      // On this task's thread: a serial queue's async would start one of
+      // libdispatch's workers, which exits when idle and so runs the
+      // thread-exit and unwinding code (mapping it back in) every time.
+      let info = collector.runHere { [settings] c in c.hostInfo(labels: settings.labels) }
       let bytes = info.encode()
       if bytes != registered {
         do {
@@ -306,11 +309,5 @@ final class CollectorBox: @unchecked Sendable {
   /// queue's sync runs the block on its caller): no hand-off.
   func runHere<T>(_ body: (Collector) -> T) -> T {
     queue.sync { body(collector) }
-  }
-
-  func run<T: Sendable>(_ body: @escaping @Sendable (Collector) -> T) async -> T {
-    await withCheckedContinuation { continuation in
-      queue.async { continuation.resume(returning: body(self.collector)) }
-    }
   }
 }
