@@ -34,8 +34,6 @@ enum Blocking {
 final class BlockingThreads: Sendable {
   static let shared = BlockingThreads()
 
-  init() {}
-
   private struct State {
     var jobs: [@Sendable () -> Void] = []
     var next = 0

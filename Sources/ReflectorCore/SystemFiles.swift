@@ -207,8 +207,6 @@ final class KeptFiles: Sendable {
     close(fd)
   }
 
-  /// The devices of the live /proc and /sys mounts: a file on one of them
-  /// is the kernel's (a captured copy in a test folder is not).
   /// Whether `fd` is open on the live procfs or sysfs mount.
   static func isKernelFile(_ fd: Int32) -> Bool {
     var st = stat()
@@ -221,6 +219,8 @@ final class KeptFiles: Sendable {
     return stat(path, &st) == 0 && kernelDevices.contains(st.st_dev)
   }
 
+  /// The devices of the live /proc and /sys mounts: a file on one of them
+  /// is the kernel's (a captured copy in a test folder is not).
   static let kernelDevices: Set<dev_t> = {
     var out = Set<dev_t>()
     for mount in ["/proc", "/sys"] {

@@ -1,9 +1,10 @@
 import Foundation
 import MirrorService
 import MirrorWire
-import ReflectorCore
 import TestSupport
 import Testing
+
+@testable import ReflectorCore
 
 @Suite struct AgentSettingsTests {
   @Test(

@@ -23,7 +23,7 @@ public enum ResidentMemory {
   static let adviseDontNeed: Int32 = 4  // MADV_DONTNEED
   static let advisePageOut: Int32 = 21  // MADV_PAGEOUT (Linux 5.4)
 
-  public enum Advice: Equatable, Sendable {
+  enum Advice: Equatable, Sendable {
     /// Drop the mapping's pages: they are the file's and map again on use.
     case drop
     /// Ask the kernel to page out what it can (file pages; anonymous ones
@@ -31,21 +31,15 @@ public enum ResidentMemory {
     case pageOut
   }
 
-  public struct Region: Equatable, Sendable {
-    public var start: UInt
-    public var length: Int
-    public var advice: Advice
-
-    public init(start: UInt, length: Int, advice: Advice) {
-      self.start = start
-      self.length = length
-      self.advice = advice
-    }
+  struct Region: Equatable, Sendable {
+    var start: UInt
+    var length: Int
+    var advice: Advice
   }
 
   /// What to advise, from /proc/self/smaps: file-backed mappings that are
   /// readable and not writable; dropped when they hold no anonymous page.
-  public static func plan(smaps: String) -> [Region] {
+  static func plan(smaps: String) -> [Region] {
     var out: [Region] = []
     var current: (start: UInt, length: Int)?
     var anonymous = -1

@@ -117,7 +117,7 @@ public final class ProcessCollector {
   private func sample(_ r: Row) -> ProcessSample? {
     var name = r.name
     if r.kernelThread, var t = tracked[r.pid], ContinuousClock.now - t.namedAt > .seconds(60) {
-      if let fresh = files.withSmallFile("/proc/\(r.pid)/stat", { Self.name(in: $0) }) {
+      if let fresh = files.withSmallFile("/proc/\(r.pid)/stat", { parse($0, pid: r.pid)?.name }) {
         name = fresh
         t.name = fresh
       }
@@ -126,12 +126,6 @@ public final class ProcessCollector {
     }
     guard let user = user(of: r) else { return nil }
     return ProcessSample(pid: r.pid, name: name, user: user, cpuPercent: r.cpu, rssBytes: r.rssPages * pageSize)
-  }
-
-  /// The name between the first '(' and the last ')' of a stat file.
-  private static func name(in b: UnsafeBufferPointer<UInt8>) -> String? {
-    guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else { return nil }
-    return String(decoding: UnsafeBufferPointer(rebasing: b[(open + 1)..<close]), as: UTF8.self)
   }
 
   /// "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
@@ -183,6 +177,15 @@ public final class ProcessCollector {
     return digits > 0 && digits < 20 ? value : nil
   }
 
+  /// A process seen before, from its file's bytes: a kernel thread's
+  /// schedstat or anything else's stat.
+  private func knownRow(_ pid: UInt32, _ known: Tracked, _ b: UnsafeBufferPointer<UInt8>) -> Row? {
+    guard known.kernelThread else { return parse(b, pid: pid) }
+    return Self.parseSchedstat(b).map {
+      Row(pid: pid, cpuNanos: $0, rssPages: 0, cpu: 0, kernelThread: true, name: known.name)
+    }
+  }
+
   /// Every process in one pass over /proc: a kept descriptor is read
   /// again; otherwise "PID/stat" (or "PID/schedstat" for a kernel thread)
   /// is opened relative to the /proc descriptor from a stack buffer, so no
@@ -190,10 +193,8 @@ public final class ProcessCollector {
   /// Descriptors of processes gone are closed.
   private func scan(_ body: (Row) -> Void) {
     let live = maxKept > 0
-    if procDir == nil || !live {
-      if let procDir { closedir(procDir) }
-      procDir = opendir(files.path("/proc"))
-    }
+    // Captured files are opened afresh each scan (the defer below closes them).
+    if procDir == nil { procDir = opendir(files.path("/proc")) }
     guard let dir = procDir else { return }
     defer {
       if !live {
@@ -257,50 +258,45 @@ public final class ProcessCollector {
             return length > 0
           }
           guard numeric else { continue }
-          var known = tracked[pid]
-          if let t = known, t.fd >= 0 {
-            let n = SystemFiles.readFromStart(t.fd, into: buffer)
-            if n > 0 {
-              let b = UnsafeBufferPointer(rebasing: buffer[0..<n])
-              if t.kernelThread, let nanos = Self.parseSchedstat(b) {
-                track(pid, t.fd, t)
-                body(Row(pid: pid, cpuNanos: nanos, rssPages: 0, cpu: 0, kernelThread: true, name: t.name))
-                continue
-              } else if !t.kernelThread, let row = parse(b, pid: pid) {
-                track(pid, t.fd, t)
-                body(row)
-                continue
-              }
+          if let t = tracked[pid] {
+            // Seen before: its kept descriptor read again, or (a kernel
+            // thread not kept open) its schedstat opened.
+            var source: (fd: Int32, n: Int)?
+            if t.fd >= 0 {
+              let n = SystemFiles.readFromStart(t.fd, into: buffer)
+              if n > 0 { source = (t.fd, n) }
+            } else if t.kernelThread {
+              source = openAndRead(length, "/schedstat")
+            }
+            if let (fd, n) = source, let row = knownRow(pid, t, UnsafeBufferPointer(rebasing: buffer[0..<n])) {
+              track(pid, fd, t)
+              body(row)
+              continue
             }
             // That process is gone (the PID may be a new one's), or its
             // file no longer parses: look at it afresh.
-            close(t.fd)
+            if let source, source.fd != t.fd { close(source.fd) }
+            if t.fd >= 0 { close(t.fd) }
             tracked[pid] = nil
-            known = nil
-          }
-          if let t = known, t.kernelThread, let (fd, n) = openAndRead(length, "/schedstat"),
-            let nanos = Self.parseSchedstat(UnsafeBufferPointer(rebasing: buffer[0..<n]))
-          {
-            track(pid, fd, t)
-            body(Row(pid: pid, cpuNanos: nanos, rssPages: 0, cpu: 0, kernelThread: true, name: t.name))
-            continue
           }
           guard let (fd, n) = openAndRead(length, "/stat") else { continue }
           guard var row = parse(UnsafeBufferPointer(rebasing: buffer[0..<n]), pid: pid) else {
             close(fd)
             continue
           }
-          if row.kernelThread, let (sfd, sn) = openAndRead(length, "/schedstat"),
-            let nanos = Self.parseSchedstat(UnsafeBufferPointer(rebasing: buffer[0..<sn]))
-          {
-            // From now on its CPU time comes from schedstat (in the same
-            // unit at every scan, so deltas never mix the two sources).
-            close(fd)
-            row.cpuNanos = nanos
-            track(pid, sfd, Tracked(fd: sfd, kernelThread: true, name: row.name))
-          } else {
-            track(pid, fd, nil)
+          if row.kernelThread, let (sfd, sn) = openAndRead(length, "/schedstat") {
+            if let nanos = Self.parseSchedstat(UnsafeBufferPointer(rebasing: buffer[0..<sn])) {
+              // From now on its CPU time comes from schedstat (in the same
+              // unit at every scan, so deltas never mix the two sources).
+              close(fd)
+              row.cpuNanos = nanos
+              track(pid, sfd, Tracked(fd: sfd, kernelThread: true, name: row.name))
+              body(row)
+              continue
+            }
+            close(sfd)
           }
+          track(pid, fd, nil)
           body(row)
         }
       }
