@@ -13,6 +13,9 @@ struct IngestCommand: AsyncParsableCommand {
   @OptionGroup var options: CommonOptions
 
   func run() async throws {
+    // Each fetch allocates and frees megabytes (decoded batches, COPY
+    // buffers): keep the pages for the next one.
+    Malloc.keepFreed(upTo: 256 << 20)
     try await ServiceRunner.run(service: "ingest", defaultHTTPPort: 9101, options: options) { context in
       let c = context.config
       var settings = IngestPipeline.Settings()

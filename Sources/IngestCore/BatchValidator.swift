@@ -82,8 +82,9 @@ public final class BatchValidator: Sendable {
     guard batch.host == subjectHost else {
       return .failure(Rejected(reason: .hostMismatch, message: "payload host '\(batch.host)' published on \(subject)"))
     }
-    guard !batch.bootId.isEmpty, batch.sequence > 0 else {
-      return .failure(Rejected(reason: .missingIdentity, message: "batch has no boot id or sequence"))
+    // The sequence is stored as a bigint.
+    guard !batch.bootId.isEmpty, batch.sequence > 0, batch.sequence <= UInt64(Int64.max) else {
+      return .failure(Rejected(reason: .missingIdentity, message: "batch has no boot id or no usable sequence"))
     }
     guard settings.autoRegister || isKnown(batch.host) else {
       return .failure(Rejected(reason: .unknownHost, message: "host \(batch.host) is not registered"))

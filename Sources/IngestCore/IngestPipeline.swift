@@ -117,12 +117,16 @@ public final class IngestPipeline: Service, Sendable {
       }
     }
     let snapshot = deriver.snapshot()
-    let normalized = accepted.map { deriver.derive($0.batch) }
-    // The batch goes out as received: its bytes are spliced in, not encoded again.
-    let payloads = zip(normalized, accepted).map { n, a in
-      var rates = n
-      rates.batch = nil
-      return WireSplice.appendingMessageField(1, a.message.payload, to: rates.encode())
+    var normalized: [NormalizedBatch] = []
+    var payloads: [[UInt8]] = []
+    normalized.reserveCapacity(accepted.count)
+    payloads.reserveCapacity(accepted.count)
+    for i in accepted.indices {
+      var n = deriver.rates(accepted[i].batch)
+      // The batch goes out as received: its bytes are spliced in, not encoded again.
+      payloads.append(WireSplice.appendingMessageField(1, accepted[i].message.payload, to: n.encode()))
+      n.batch = accepted[i].batch
+      normalized.append(n)
     }
     return Prepared(
       accepted: accepted, rates: snapshot, rows: MetricsWriter.Prepared(normalized, encoded: payloads),
@@ -143,14 +147,19 @@ public final class IngestPipeline: Service, Sendable {
       duplicates.increment(by: p.accepted.count - new.count)
       // Acks and the normalized batches go out while the next write runs
       // (an ack lost to a crash here only means a redelivery, stored once).
+      // Read in place (a copied message or batch retains every field).
       Task {
-        for (m, _) in p.accepted { try? m.ack() }
+        for i in p.accepted.indices { try? p.accepted[i].message.ack() }
         let headers = BusHeader.describing(NormalizedBatch.self)
-        for (payload, (_, b)) in zip(p.normalized, p.accepted) {
-          guard new.contains(.init(host: b.host, bootID: b.bootId, sequence: b.sequence)) else { continue }
+        let allNew = new.count == p.accepted.count
+        for i in p.accepted.indices {
+          let host = p.accepted[i].batch.host
+          let boot = p.accepted[i].batch.bootId
+          let sequence = p.accepted[i].batch.sequence
+          guard allNew || new.contains(.init(host: host, bootID: boot, sequence: sequence)) else { continue }
           var h = headers
-          h[BusHeader.msgID] = "\(b.host):\(b.bootId):\(b.sequence)"
-          try? connection.publish(Subjects.metricsNormalized(b.host), payload: payload, headers: h)
+          h[BusHeader.msgID] = "\(host):\(boot):\(sequence)"
+          try? connection.publish(Subjects.metricsNormalized(host), payload: p.normalized[i], headers: h)
         }
       }
       return true
@@ -179,7 +188,7 @@ public final class IngestPipeline: Service, Sendable {
 /// awaited (a rollback happens after the stage in flight was awaited too).
 final class DeriverBox: @unchecked Sendable {
   private var deriver = RateDeriver()
-  func derive(_ b: MetricsBatch) -> NormalizedBatch { deriver.derive(b) }
+  func rates(_ b: MetricsBatch) -> NormalizedBatch { deriver.rates(b) }
   func snapshot() -> RateDeriver.State { deriver.state }
   func restore(_ s: RateDeriver.State) { deriver.state = s }
 }

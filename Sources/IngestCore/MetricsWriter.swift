@@ -11,11 +11,25 @@ public import MirrorWire
 /// is skipped), the rows of the new batches go into the metrics tables with
 /// COPY, and the hosts' last-seen times move on. The caller acks only after
 /// this returns.
+///
+/// The keys are first copied in as they are (a COPY, the cheap path: almost
+/// every fetch is all new). A key already stored, or twice in the fetch,
+/// breaks its unique index; that transaction is rolled back and the fetch
+/// written again with `INSERT … ON CONFLICT DO NOTHING RETURNING`, which
+/// tells the new batches from the repeats.
 public enum MetricsWriter {
   public struct Key: Hashable, Sendable {
     public var host: String
     public var bootID: String
     public var sequence: UInt64
+
+    init(host: String, bootID: String, sequence: UInt64) {
+      self.host = host
+      self.bootID = bootID
+      self.sequence = sequence
+    }
+
+    init(_ b: MetricsBatch) { self.init(host: b.host, bootID: b.bootId, sequence: b.sequence) }
   }
 
   /// Batches with everything the transaction sends already encoded (COPY
@@ -23,7 +37,8 @@ public enum MetricsWriter {
   /// while the connection is busy with the previous transaction.
   public struct Prepared: Sendable {
     public let batches: [NormalizedBatch]
-    let keys: [String]
+    /// The batch keys as COPY rows of `ingest_batches`.
+    let keyRows: [UInt8]
     let tables: [(sql: String, encoded: [UInt8])]
     let hosts: [String]
     let latest: [any PGEncodable]
@@ -32,12 +47,7 @@ public enum MetricsWriter {
     /// pipeline has it already, for publishing) so it is not encoded again.
     public init(_ batches: [NormalizedBatch], encoded: [[UInt8]]? = nil) {
       self.batches = batches
-      let raw = batches.compactMap(\.batch)
-      keys = [
-        PGArray.text(raw.map(\.host)), PGArray.text(raw.map(\.bootId)), PGArray.numbers(raw.map(\.sequence)),
-        PGArray.numbers(raw.map(\.collectedAtUnixMs)),
-      ]
-      tables = MetricsWriter.encodeRows(batches)
+      (keyRows, tables) = MetricsWriter.encodeRows(batches)
       // The newest batch of each host (its index): last seen, boot, hosts.snapshot.
       let newest = Dictionary(
         batches.indices.compactMap { i in batches[i].batch.map { ($0.host, i) } },
@@ -62,8 +72,26 @@ public enum MetricsWriter {
 
   /// Stores what is new among the prepared batches; returns the keys that were new.
   public static func write(_ prepared: Prepared, autoRegister: Bool, on conn: PGConnection) throws -> Set<Key> {
+    guard !prepared.batches.isEmpty else { return [] }
+    do {
+      return try conn.transaction { conn in
+        try conn.copyIn("COPY ingest_batches (host, boot_id, seq, ts) FROM STDIN", encoded: prepared.keyRows)
+        try writeRows(prepared, autoRegister: autoRegister, on: conn)
+        return Set(prepared.batches.compactMap { $0.batch.map(Key.init) })
+      }
+    } catch let error as PostgresError where error.sqlState == .uniqueViolation {
+      return try writeNew(prepared, autoRegister: autoRegister, on: conn)
+    }
+  }
+
+  /// The path for a fetch with repeats: only the batches whose keys are new.
+  static func writeNew(_ prepared: Prepared, autoRegister: Bool, on conn: PGConnection) throws -> Set<Key> {
     let batches = prepared.batches
-    guard !batches.isEmpty else { return [] }
+    let raw = batches.compactMap(\.batch)
+    let keys = [
+      PGArray.text(raw.map(\.host)), PGArray.text(raw.map(\.bootId)), PGArray.numbers(raw.map(\.sequence)),
+      PGArray.numbers(raw.map(\.collectedAtUnixMs)),
+    ]
     return try conn.transaction { conn in
       let inserted = try conn.query(
         """
@@ -71,7 +99,7 @@ public enum MetricsWriter {
         SELECT h, b, s, to_timestamp(t / 1000.0) FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(h, b, s, t)
         ON CONFLICT DO NOTHING
         RETURNING host, boot_id, seq
-        """, prepared.keys)
+        """, keys)
       var new = Set<Key>()
       for row in inserted.rows {
         new.insert(
@@ -87,32 +115,35 @@ public enum MetricsWriter {
         return pending.remove(Key(host: raw.host, bootID: raw.bootId, sequence: raw.sequence)) != nil
       }
       guard !fresh.isEmpty else { return new }
-      // Usually all are new and the prepared rows go as they are.
-      let rows = fresh.count == batches.count ? prepared : Prepared(fresh)
-      for table in rows.tables { try conn.copyIn(table.sql, encoded: table.encoded) }
+      try writeRows(fresh.count == batches.count ? prepared : Prepared(fresh), autoRegister: autoRegister, on: conn)
+      return new
+    }
+  }
+
+  /// The metrics rows, each host's newest batch and its last-seen time.
+  static func writeRows(_ rows: Prepared, autoRegister: Bool, on conn: PGConnection) throws {
+    for table in rows.tables { try conn.copyIn(table.sql, encoded: table.encoded) }
+    try conn.query(
+      """
+      INSERT INTO host_latest (host, ts, normalized)
+      SELECT h, to_timestamp(t / 1000.0), p FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS u(h, t, p)
+      ON CONFLICT (host) DO UPDATE SET ts = EXCLUDED.ts, normalized = EXCLUDED.normalized
+        WHERE host_latest.ts <= EXCLUDED.ts
+      """, rows.latest)
+    if autoRegister {
       try conn.query(
         """
-        INSERT INTO host_latest (host, ts, normalized)
-        SELECT h, to_timestamp(t / 1000.0), p FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS u(h, t, p)
-        ON CONFLICT (host) DO UPDATE SET ts = EXCLUDED.ts, normalized = EXCLUDED.normalized
-          WHERE host_latest.ts <= EXCLUDED.ts
-        """, rows.latest)
-      if autoRegister {
-        try conn.query(
-          """
-          INSERT INTO hosts (name, boot_id, last_seen_at)
-          SELECT h, b, to_timestamp(t / 1000.0) FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(h, b, t)
-          ON CONFLICT (name) DO UPDATE SET boot_id = EXCLUDED.boot_id,
-            last_seen_at = GREATEST(hosts.last_seen_at, EXCLUDED.last_seen_at)
-          """, rows.hosts)
-      } else {
-        try conn.query(
-          """
-          UPDATE hosts SET boot_id = u.b, last_seen_at = GREATEST(hosts.last_seen_at, to_timestamp(u.t / 1000.0))
-          FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(h, b, t) WHERE hosts.name = u.h
-          """, rows.hosts)
-      }
-      return new
+        INSERT INTO hosts (name, boot_id, last_seen_at)
+        SELECT h, b, to_timestamp(t / 1000.0) FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(h, b, t)
+        ON CONFLICT (name) DO UPDATE SET boot_id = EXCLUDED.boot_id,
+          last_seen_at = GREATEST(hosts.last_seen_at, EXCLUDED.last_seen_at)
+        """, rows.hosts)
+    } else {
+      try conn.query(
+        """
+        UPDATE hosts SET boot_id = u.b, last_seen_at = GREATEST(hosts.last_seen_at, to_timestamp(u.t / 1000.0))
+        FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(h, b, t) WHERE hosts.name = u.h
+        """, rows.hosts)
     }
   }
 
@@ -129,7 +160,8 @@ public enum MetricsWriter {
 
   /// The COPY rows of every metrics table, in one pass over the batches
   /// (each batch is read once, not once per table).
-  static func encodeRows(_ batches: [NormalizedBatch]) -> [(sql: String, encoded: [UInt8])] {
+  static func encodeRows(_ batches: [NormalizedBatch]) -> (keys: [UInt8], tables: [(sql: String, encoded: [UInt8])]) {
+    var keys = PGCopyEncoder(capacity: batches.count * 90)
     var cpu = PGCopyEncoder(capacity: batches.count * 80)
     var memory = PGCopyEncoder(capacity: batches.count * 140)
     var network = PGCopyEncoder(capacity: batches.count * 600)
@@ -145,6 +177,11 @@ public enum MetricsWriter {
         w.field(b.host)
         w.field(unescaped: ts)
       }
+      keys.field(b.host)
+      keys.field(b.bootId)
+      keys.field(Int64(clamping: b.sequence))  // validated: at most Int64.max
+      keys.field(unescaped: ts)
+      keys.nextRow()
       if let c = b.cpu {
         start(&cpu)
         cpu.field(n.cpuPercent)
@@ -238,7 +275,9 @@ public enum MetricsWriter {
         process.nextRow()
       }
     }
-    return zip(copySQL, [cpu, memory, network, disk, mount, gpu, temperature, process]).map { ($0, $1.bytes) }
+    return (
+      keys.bytes, zip(copySQL, [cpu, memory, network, disk, mount, gpu, temperature, process]).map { ($0, $1.bytes) }
+    )
   }
 }
 

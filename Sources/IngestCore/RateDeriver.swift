@@ -40,7 +40,15 @@ public final class RateDeriver {
   }
 
   public func derive(_ batch: MetricsBatch) -> NormalizedBatch {
-    var out = NormalizedBatch(batch: batch)
+    var out = rates(batch)
+    out.batch = batch
+    return out
+  }
+
+  /// The derived values of `batch`, without the batch itself (what the
+  /// pipeline encodes before it splices the received bytes in).
+  func rates(_ batch: MetricsBatch) -> NormalizedBatch {
+    var out = NormalizedBatch()
     out.cpuPercent = batch.cpu?.utilizationPercent ?? 0
     if let m = batch.memory, m.totalBytes > 0 {
       out.memoryUsedPercent = Double(m.usedBytes) / Double(m.totalBytes) * 100

@@ -20,10 +20,7 @@ extension ReflectorCommand {
     @OptionGroup var options: CommonOptions
 
     func run() async throws {
-      // One malloc arena for all threads: the agent's threads allocate
-      // little and rarely at once, and every extra arena keeps its own
-      // touched pages resident.
-      _ = glibcMallopt(-8, 1)  // M_ARENA_MAX
+      Malloc.oneArena()
       try await ServiceRunner.run(service: "reflector", defaultHTTPPort: 9105, options: options) { context in
         var settings = try AgentSettings(config: context.config)
         settings.trimStartupMemory = try context.config.bool("reflector.trim-startup-memory", default: true)
@@ -129,6 +126,3 @@ extension ReflectorCommand {
     }
   }
 }
-
-/// glibc's mallopt (malloc.h is not part of the Glibc module).
-@_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

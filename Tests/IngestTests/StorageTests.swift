@@ -32,6 +32,30 @@ import Testing
 
   static func floorDay(_ ms: Int64) -> Int64 { ms - ms % day }
 
+  /// All new: the keys are copied in (the cheap path). A repeat (stored
+  /// before, or twice in one fetch) breaks the key's unique index: the
+  /// fetch is written again, and only its new batches are stored.
+  @Test func repeatsAreStoredOnceWhicheverPathTheFetchTakes() throws {
+    let now = Date().unixMilliseconds
+    let a = batch(host: "w1", seq: 1, at: now - 3000)
+    let b = batch(host: "w1", seq: 2, at: now - 2000)
+    let c = batch(host: "w2", seq: 1, at: now - 1000)
+    let d = batch(host: "w2", seq: 2, at: now)
+    let deriver = RateDeriver()
+    let first = try MetricsWriter.write([a, b].map { deriver.derive($0) }, autoRegister: true, on: conn)
+    #expect(first.map(\.sequence).sorted() == [1, 2] && first.allSatisfy { $0.host == "w1" })
+    // b again (stored before), c twice in the fetch, d new.
+    let second = try MetricsWriter.write([b, c, c, d].map { deriver.derive($0) }, autoRegister: true, on: conn)
+    #expect(Set(second.map { "\($0.host):\($0.sequence)" }) == ["w2:1", "w2:2"])
+    #expect(try count("SELECT count(*)::int FROM metrics_cpu WHERE host IN ('w1', 'w2')") == 4)
+    #expect(try count("SELECT count(*)::int FROM ingest_batches WHERE host IN ('w1', 'w2')") == 4)
+    // Nothing new at all: nothing written, nothing returned.
+    #expect(try MetricsWriter.write([a, d].map { deriver.derive($0) }, autoRegister: true, on: conn).isEmpty)
+    #expect(try count("SELECT count(*)::int FROM metrics_cpu WHERE host IN ('w1', 'w2')") == 4)
+    // The connection is still usable after the rolled-back fast path.
+    #expect(try count("SELECT 1") == 1)
+  }
+
   static func partition(_ table: String, _ dayStart: Int64) -> String {
     let d = Date(timeIntervalSince1970: Double(dayStart) / 1000)
     var calendar = Calendar(identifier: .gregorian)

@@ -27,6 +27,7 @@ func batch(host: String = "node1", seq: UInt64 = 1, boot: String = "boot-a", at:
     ("unknown host", "metrics.raw.stranger", batch(host: "stranger").encode(), .unknownHost),
     ("no boot id", "metrics.raw.node1", batch(boot: "").encode(), .missingIdentity),
     ("sequence zero", "metrics.raw.node1", batch(seq: 0).encode(), .missingIdentity),
+    ("sequence beyond a bigint", "metrics.raw.node1", batch(seq: UInt64(Int64.max) + 1).encode(), .missingIdentity),
     ("stale", "metrics.raw.node1", batch(at: nowMs - 601_000).encode(), .stale),
     ("future", "metrics.raw.node1", batch(at: nowMs + 61_000).encode(), .future),
   ]
