@@ -286,7 +286,7 @@ PY
   reset() {
     sql -c "TRUNCATE $(echo $tables | tr ' ' ','), ingest_batches, host_latest, metrics_rollup_1h, metrics_rollup_1d"
   }
-  ingest_rates=(); psql_rates=(); stored_rows=0
+  ingest_rates=(); psql_rates=(); peaks=(); stored_rows=0
   for round in $(seq "${BENCH_INGEST_ROUNDS:-7}"); do
     if [[ $round -gt 1 ]]; then
       delete_consumer "$port" METRICS INGEST
@@ -300,6 +300,7 @@ PY
     sql -c "CHECKPOINT"
     start_ingest
     read -r first t0 t1 < <(drained "$total")
+    peaks+=("$(awk '/^VmHWM/ {print $2}' "/proc/$ingest_pid/status")")
     stop_ingest
     stored_rows=$(rows)
     ingest_rates+=("$(python3 -c "print(($total - $first) * $stored_rows / $total / ($t1 - $t0))")")
@@ -314,6 +315,7 @@ PY
     p1=$(date +%s.%N)
     psql_rates+=("$(python3 -c "print($stored_rows / ($p1 - $p0))")")
   done
+  echo "ingest.peak_rss_mib $(printf '%s\n' "${peaks[@]}" | sort -n | tail -1 | awk '{printf "%.0f", $1 / 1024}')  (while draining, highest of the rounds)"
   python3 - "$total" "$stored_rows" "${ingest_rates[*]}" "${psql_rates[*]}" <<'PY'
 import statistics, sys
 total, rows = int(sys.argv[1]), int(sys.argv[2])

@@ -13,13 +13,15 @@ struct IngestCommand: AsyncParsableCommand {
   @OptionGroup var options: CommonOptions
 
   func run() async throws {
-    // Each fetch allocates and frees megabytes (decoded batches, COPY
-    // buffers): keep the pages for the next one.
-    Malloc.keepFreed(upTo: 256 << 20)
+    // Each fetch allocates and frees tens of megabytes (decoded batches,
+    // COPY buffers): keep the pages for the next one, in two arenas (the
+    // pipeline's two stages) so that what is kept is bounded.
+    Malloc.arenas(2)
+    Malloc.keepFreed(upTo: 128 << 20)
     try await ServiceRunner.run(service: "ingest", defaultHTTPPort: 9101, options: options) { context in
       let c = context.config
       var settings = IngestPipeline.Settings()
-      settings.fetchBatch = try c.int("ingest.fetch-batch", default: 1000, range: 1...10_000)
+      settings.fetchBatch = try c.int("ingest.fetch-batch", default: 2000, range: 1...10_000)
       settings.validation.maxAge = try c.duration("ingest.max-age", default: .seconds(3600))
       settings.validation.maxFuture = try c.duration("ingest.max-future", default: .seconds(300))
       settings.validation.autoRegister = try c.bool("ingest.auto-register", default: true)

@@ -16,7 +16,7 @@ public import ServiceLifecycle
 public final class IngestPipeline: Service, Sendable {
   public struct Settings: Sendable {
     public var durable = "INGEST"
-    public var fetchBatch = 1000
+    public var fetchBatch = 2000
     public var validation = BatchValidator.Settings()
     public init() {}
   }
@@ -150,16 +150,15 @@ public final class IngestPipeline: Service, Sendable {
       // Read in place (a copied message or batch retains every field).
       Task {
         for i in p.accepted.indices { try? p.accepted[i].message.ack() }
+        // No message id: a batch's normalized form is published once, by
+        // the replica whose transaction stored its key, so the stream has
+        // nothing to deduplicate (and keeps no id map for its window).
         let headers = BusHeader.describing(NormalizedBatch.self)
         let allNew = new.count == p.accepted.count
         for i in p.accepted.indices {
           let host = p.accepted[i].batch.host
-          let boot = p.accepted[i].batch.bootId
-          let sequence = p.accepted[i].batch.sequence
-          guard allNew || new.contains(.init(host: host, bootID: boot, sequence: sequence)) else { continue }
-          var h = headers
-          h[BusHeader.msgID] = "\(host):\(boot):\(sequence)"
-          try? connection.publish(Subjects.metricsNormalized(host), payload: p.normalized[i], headers: h)
+          guard allNew || new.contains(MetricsWriter.Key(p.accepted[i].batch)) else { continue }
+          try? connection.publish(Subjects.metricsNormalized(host), payload: p.normalized[i], headers: headers)
         }
       }
       return true

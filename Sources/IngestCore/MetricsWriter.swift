@@ -29,7 +29,7 @@ public enum MetricsWriter {
       self.sequence = sequence
     }
 
-    init(_ b: MetricsBatch) { self.init(host: b.host, bootID: b.bootId, sequence: b.sequence) }
+    public init(_ b: MetricsBatch) { self.init(host: b.host, bootID: b.bootId, sequence: b.sequence) }
   }
 
   /// Batches with everything the transaction sends already encoded (COPY

@@ -4,8 +4,11 @@ public enum Malloc {
   /// One arena for all threads: for a process whose threads allocate
   /// little and rarely at once (every extra arena keeps its own touched
   /// pages resident).
-  public static func oneArena() {
-    _ = glibcMallopt(-8, 1)  // M_ARENA_MAX
+  public static func oneArena() { arenas(1) }
+
+  /// At most `count` arenas (each keeps its own free pages).
+  public static func arenas(_ count: Int32) {
+    _ = glibcMallopt(-8, count)  // M_ARENA_MAX
   }
 
   /// Freed memory stays with the process up to `bytes` (and blocks up to
