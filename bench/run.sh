@@ -56,22 +56,13 @@ while not f.readline().startswith(b"MSG"):
 f.readline()
 PY
 }
-# Deletes a JetStream stream ($JS.API.STREAM.DELETE.<name>).
-delete_stream() {
-  python3 - "$1" "$2" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); f = s.makefile("rb"); f.readline()
-s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.d 1\r\nPUB $JS.API.STREAM.DELETE.%s _INBOX.d 0\r\n\r\nPING\r\n' % sys.argv[2].encode())
-while not f.readline().startswith(b"MSG"): pass
-f.readline()
-PY
-}
-# Deletes a JetStream consumer ($JS.API.CONSUMER.DELETE.<stream>.<name>).
-delete_consumer() {
+# Deletes a JetStream stream or consumer: $JS.API.<what>.DELETE.<names>,
+# e.g. js_delete PORT STREAM METRICS_NORM, js_delete PORT CONSUMER METRICS.INGEST.
+js_delete() {
   python3 - "$1" "$2" "$3" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); f = s.makefile("rb"); f.readline()
-s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.d 1\r\nPUB $JS.API.CONSUMER.DELETE.%s.%s _INBOX.d 0\r\n\r\nPING\r\n' % (sys.argv[2].encode(), sys.argv[3].encode()))
+s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.d 1\r\nPUB $JS.API.%s.DELETE.%s _INBOX.d 0\r\n\r\nPING\r\n' % (sys.argv[2].encode(), sys.argv[3].encode()))
 while not f.readline().startswith(b"MSG"): pass
 f.readline()
 PY
@@ -289,12 +280,12 @@ PY
   ingest_rates=(); psql_rates=(); peaks=(); stored_rows=0
   for round in $(seq "${BENCH_INGEST_ROUNDS:-7}"); do
     if [[ $round -gt 1 ]]; then
-      delete_consumer "$port" METRICS INGEST
+      js_delete "$port" CONSUMER METRICS.INGEST
       # Every round stores its normalized batches as in service: without
       # this, the stream would drop the later rounds' as duplicates (same
       # message ids, inside its duplicate window), which is less work
       # than a real deployment does. Ingest declares the stream again.
-      delete_stream "$port" METRICS_NORM
+      js_delete "$port" STREAM METRICS_NORM
       reset
     fi
     sql -c "CHECKPOINT"

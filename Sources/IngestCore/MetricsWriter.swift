@@ -29,7 +29,7 @@ public enum MetricsWriter {
       self.sequence = sequence
     }
 
-    public init(_ b: MetricsBatch) { self.init(host: b.host, bootID: b.bootId, sequence: b.sequence) }
+    init(_ b: MetricsBatch) { self.init(host: b.host, bootID: b.bootId, sequence: b.sequence) }
   }
 
   /// Batches with everything the transaction sends already encoded (COPY
@@ -112,7 +112,7 @@ public enum MetricsWriter {
       var pending = new
       let fresh = batches.filter { b in
         guard let raw = b.batch else { return false }
-        return pending.remove(Key(host: raw.host, bootID: raw.bootId, sequence: raw.sequence)) != nil
+        return pending.remove(Key(raw)) != nil
       }
       guard !fresh.isEmpty else { return new }
       try writeRows(fresh.count == batches.count ? prepared : Prepared(fresh), autoRegister: autoRegister, on: conn)
