@@ -7,10 +7,15 @@ set -euo pipefail
 
 debs=(pkg-config libnats-dev libpq-dev libprotobuf-c-dev libcurl4)
 case "${1:-build}" in
-  codegen) debs+=(protobuf-c-compiler protobuf-compiler) ;;
+  # libprotobuf-dev: google/protobuf/wrappers.proto, which the schema imports.
+  codegen) debs+=(protobuf-c-compiler protobuf-compiler libprotobuf-dev) ;;
   build) ;;
-  run) debs+=(nats-server postgresql) ;;
-  test) debs+=(nats-server postgresql protobuf-c-compiler protobuf-compiler lintian binutils) ;;
+  # The console: QR codes for TOTP enrolment (qrencode) and the charts
+  # (libjs-dygraphs), served from /usr/share/javascript.
+  run) debs+=(nats-server postgresql qrencode libjs-dygraphs curl iproute2) ;;
+  # The browser tests drive Debian's chromium through chromium-driver.
+  test) debs+=(nats-server postgresql protobuf-c-compiler protobuf-compiler libprotobuf-dev lintian binutils
+    qrencode libjs-dygraphs chromium chromium-driver curl iproute2) ;;
   *) echo "usage: $0 codegen|build|run|test" >&2; exit 2 ;;
 esac
 
@@ -36,10 +41,13 @@ case "${1:-build}" in
 esac
 case "${1:-build}" in
   test)
-    # An independent glTF reader for the TwinService's export.
-    if ! python3 -c 'import pygltflib' 2>/dev/null; then
-      echo "installing: python pygltflib"
-      python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'pygltflib>=1.16,<2'
+    # An independent glTF reader for the TwinService's export; selenium
+    # (the console's browser tests) and pyotp (TOTP codes computed by an
+    # implementation that is not ours).
+    if ! python3 -c 'import pygltflib, selenium, pyotp' 2>/dev/null; then
+      echo "installing: python pygltflib selenium pyotp"
+      python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'pygltflib>=1.16,<2' \
+        'selenium>=4.20,<5' 'pyotp>=2.9,<3'
     fi
     ;;
 esac
