@@ -18,6 +18,7 @@ let package = Package(
     .executable(name: "notifier", targets: ["Notifier"]),
     .executable(name: "reflector", targets: ["Reflector"]),
     .executable(name: "mirrorctl", targets: ["Mirrorctl"]),
+    .executable(name: "console", targets: ["Console"]),
     .library(name: "MirrorWire", targets: ["MirrorWire"]),
     .library(name: "MirrorBus", targets: ["MirrorBus"]),
     .library(name: "MirrorStore", targets: ["MirrorStore"]),
@@ -30,6 +31,9 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
   ],
   targets: [
     // C libraries, one system module each.
@@ -125,7 +129,30 @@ let package = Package(
       ],
       swiftSettings: strict),
 
+    // The Console's logic: accounts, sessions, the JSON API, the live stream,
+    // the web front end (Sources/ConsoleCore/Public).
+    .target(
+      name: "ConsoleCore",
+      dependencies: [
+        "MirrorWire", "MirrorBus", "MirrorStore", "MirrorService", "MirrorServiceStore",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+        .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+        .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+        .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
+      ],
+      resources: [.copy("Public")],
+      swiftSettings: strict),
+
     // Executables: configuration, wiring, lifecycle.
+    .executableTarget(
+      name: "Console",
+      dependencies: ["MirrorService", "MirrorServiceStore", "ConsoleCore", argumentParser],
+      swiftSettings: strict),
     .executableTarget(
       name: "Ingest", dependencies: ["MirrorService", "MirrorStore", "IngestCore", argumentParser],
       swiftSettings: strict),
@@ -148,7 +175,8 @@ let package = Package(
     .executableTarget(
       name: "Mirrorctl",
       dependencies: [
-        "MirrorService", "MirrorBus", "MirrorWire", "CommandRouterCore", "NotifierCore", argumentParser,
+        "MirrorService", "MirrorBus", "MirrorWire", "MirrorStore", "CommandRouterCore", "NotifierCore", "ConsoleCore",
+        argumentParser,
         .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
       ], swiftSettings: strict),
 
@@ -201,6 +229,13 @@ let package = Package(
       name: "TwinTests",
       dependencies: [
         "TwinCore", "TestSupport", "MirrorService", "MirrorBus", "MirrorWire",
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ], swiftSettings: strict),
+    .testTarget(
+      name: "ConsoleTests",
+      dependencies: [
+        "ConsoleCore", "CommandRouterCore", "TestSupport", "MirrorService", "MirrorServiceStore", "MirrorBus",
+        "MirrorWire", "MirrorStore", .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ], swiftSettings: strict),
     .testTarget(

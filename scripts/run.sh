@@ -13,8 +13,9 @@ root=$(pwd)
 dir="$root/.stack/dev"
 mkdir -p "$dir/logs" "$dir/pids"
 
-services=(ingest:9101 command-router:9102 twin-service:9103 notifier:9104 reflector:9105
+services=(ingest:9101 command-router:9102 twin-service:9103 notifier:9104 console:9109 reflector:9105
   sim-01:9106 sim-02:9107 sim-03:9108)
+console_port=8480
 
 running() { [[ -f "$dir/pids/$1" ]] && kill -0 "$(cat "$dir/pids/$1")" 2>/dev/null; }
 
@@ -94,6 +95,7 @@ for entry in "${services[@]}"; do
     reflector) args+=(--set "commands.router-key=$keys/router.pub" --set "commands.policy=$root/config/commands-policy.yaml") ;;
     notifier) args+=(--set "notifier.rules=$root/config/alert-rules.yaml") ;;
     twin-service) args+=(--set "twin.inventory=$dir/inventory.yaml") ;;
+    console) args+=(--set "console.port=$console_port" --set "console.static-dir=$root/Sources/ConsoleCore/Public") ;;
     # Simulated hosts: this machine's metrics under another name, no commands.
     sim-*) args+=(--set "reflector.host=$name" --set "reflector.spool-dir=$dir/spool-$name") ;;
   esac
@@ -116,10 +118,19 @@ PGPASSWORD=mirror psql -h 127.0.0.1 -p 15432 -U mirror -d mirror -qtAX -c "
   INSERT INTO users (name, display_name, public_key) VALUES ('admin', 'local operator', decode('$(cat "$keys/admin.pub")', 'base64'))
   ON CONFLICT (name) DO UPDATE SET public_key = EXCLUDED.public_key;
   INSERT INTO user_roles SELECT id, 'admin' FROM users WHERE name = 'admin' ON CONFLICT DO NOTHING;" >/dev/null 2>&1 || true
+# The console's first user: admin (role admin), made once; the password is
+# kept in .stack/dev/console-admin.password and TOTP is enrolled at the
+# first login.
+if [[ ! -s "$dir/console-admin.password" ]]; then
+  (umask 077 && "$bin/mirrorctl" users add admin --role admin --database-url "$MIRROR_DATABASE_URL" |
+    sed -n 's/^password: //p' >"$dir/console-admin.password")
+fi
 # Live data at a glance: the hosts and their latest values, from Ingest.
 sleep 6
 "$bin/mirrorctl" top --once --nats-url "$MIRROR_NATS_URL" || true
 echo
+echo "console: http://127.0.0.1:$console_port/   user: admin   password: $(cat "$dir/console-admin.password")"
+echo "  (the first login shows a QR code for your authenticator app; more users: mirrorctl users add NAME --role viewer)"
 echo "logs: $dir/logs/   stop: scripts/run.sh stop"
 echo "look around: export MIRROR_NATS_URL=$MIRROR_NATS_URL MIRROR_OPERATOR=admin MIRROR_OPERATOR_KEY=$keys/admin.key"
 echo "  $bin/mirrorctl hosts | top | query cpu_percent | tail 'metrics.normalized.>' | commands | alerts"

@@ -19,6 +19,10 @@ public enum MetricCatalog {
     .init(
       name: "memory_used_bytes", table: "metrics_memory", value: "used_bytes::double precision", key: "''", unit: "B"),
     .init(
+      name: "swap_used_percent", table: "metrics_memory",
+      value: "CASE WHEN swap_total_bytes > 0 THEN swap_used_bytes * 100.0 / swap_total_bytes ELSE 0 END", key: "''",
+      unit: "%"),
+    .init(
       name: "network_rx_bytes_per_second", table: "metrics_network", value: "rx_bytes_per_second", key: "interface",
       unit: "B/s"),
     .init(

@@ -10,7 +10,7 @@ struct Mirrorctl: AsyncParsableCommand {
     abstract: "MIRROR STAGE command line: hosts, live metrics and any bus message as JSON.",
     subcommands: [
       HostsCommand.self, TopCommand.self, QueryCommand.self, TailCommand.self, ExecCommand.self, CommandsCommand.self,
-      AlertsCommand.self, TwinCommand.self, KeysCommand.self, CredsCommand.self,
+      AlertsCommand.self, TwinCommand.self, KeysCommand.self, CredsCommand.self, UsersCommand.self,
     ])
 }
 

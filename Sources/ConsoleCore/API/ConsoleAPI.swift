@@ -1,0 +1,358 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import MirrorService
+import MirrorWire
+import Synchronization
+
+/// The JSON API under `/api/v1` (docs/console.md): every screen's data,
+/// from the fleet kept live and the services' RPCs.
+struct ConsoleAPI: Sendable {
+  let fleet: Fleet
+  let rpc: ConsoleRPC
+  let login: Login
+  let sessions: Sessions
+  let settings: ConsoleSettings
+  let logger: Logger
+  let overviewCache = Cache<Overview.Fleet>()
+  let commandsCache = Cache<[CommandSummary]>()
+
+  // MARK: Session
+
+  struct LoginRequest: Decodable {
+    var user: String
+    var password: String
+    var code: String?
+  }
+  struct EnrolRequest: Decodable { var code: String }
+  struct SessionAnswer: ResponseEncodable {
+    var stage: String
+    var user: String?
+    var displayName: String?
+    var roles: [String]?
+    var csrf: String
+    var otpauth: String?
+    var expiresAt: Int64?
+  }
+
+  func sessionCookie(_ token: String, maxAge: Int) -> Cookie {
+    Cookie(
+      name: SessionMiddleware.cookie, value: token, maxAge: maxAge, path: "/", secure: settings.secureCookies,
+      httpOnly: true, sameSite: .strict)
+  }
+
+  func answer(_ outcome: LoginOutcome, request: Request, context: ConsoleContext) throws -> Response {
+    switch outcome {
+    case .refused(let r):
+      throw APIError(HTTPResponse.Status(code: r.status), r.code, r.message)
+    case .enrol(let token, let csrf, let otpauth):
+      var response = try SessionAnswer(stage: "enrol", csrf: csrf, otpauth: otpauth).response(
+        from: request, context: context)
+      response.setCookie(sessionCookie(token, maxAge: 600))
+      return response
+    case .ready(let token, let csrf, let user, let roles):
+      var response = try SessionAnswer(stage: "ready", user: user, roles: roles, csrf: csrf).response(
+        from: request, context: context)
+      response.setCookie(sessionCookie(token, maxAge: Int(settings.sessionTTL.components.seconds)))
+      return response
+    }
+  }
+
+  /// A login must come from the console's own pages: a browser's `Origin`,
+  /// when it sends one, names this host.
+  func checkOrigin(_ request: Request) throws {
+    guard let origin = request.headers[.origin] else { return }
+    let host = request.head.authority ?? ""
+    guard origin == "http://\(host)" || origin == "https://\(host)" else {
+      throw APIError.forbidden("cross-origin login refused")
+    }
+  }
+
+  func postLogin(_ request: Request, _ context: ConsoleContext) async throws -> Response {
+    try checkOrigin(request)
+    let body = try await request.decode(as: LoginRequest.self, context: context)
+    let outcome = try await login.attempt(
+      user: body.user, password: body.password, code: body.code ?? "", address: context.address,
+      userAgent: request.headers[.userAgent] ?? "")
+    return try answer(outcome, request: request, context: context)
+  }
+
+  func postEnrol(_ request: Request, _ context: ConsoleContext) async throws -> Response {
+    guard let session = context.session, session.stage == .enrol else { throw APIError.unauthenticated }
+    try SessionMiddleware.checkCSRF(request, session)
+    let body = try await request.decode(as: EnrolRequest.self, context: context)
+    let outcome = try await login.confirmEnrolment(
+      session, code: body.code, address: context.address, userAgent: request.headers[.userAgent] ?? "")
+    return try answer(outcome, request: request, context: context)
+  }
+
+  func enrolmentQR(_ request: Request, _ context: ConsoleContext) async throws -> Response {
+    guard let session = context.session, let uri = try await login.enrolmentURI(session) else {
+      throw APIError.unauthenticated
+    }
+    let svg = try await QRCode.svg(uri)
+    return Response(
+      status: .ok, headers: [.contentType: "image/svg+xml", .cacheControl: "no-store"],
+      body: .init(byteBuffer: .init(bytes: svg)))
+  }
+
+  func getSession(_ request: Request, _ context: ConsoleContext) async throws -> SessionAnswer {
+    let s = try context.requireSession()
+    return SessionAnswer(
+      stage: "ready", user: s.user, displayName: s.displayName, roles: s.roles, csrf: s.csrf,
+      expiresAt: s.expiresAtMs)
+  }
+
+  func logout(_ request: Request, _ context: ConsoleContext) async throws -> Response {
+    let s = try context.requireSession()
+    try await login.logout(s, address: context.address)
+    var response = Response(status: .noContent)
+    response.setCookie(sessionCookie("", maxAge: 0))
+    return response
+  }
+
+  // MARK: Hosts
+
+  struct HostsAnswer: ResponseEncodable {
+    var hosts: [HostRow]
+    var generatedAt: Int64
+  }
+
+  func hosts(_ request: Request, _ context: ConsoleContext) async throws -> HostsAnswer {
+    HostsAnswer(hosts: fleet.rows(), generatedAt: Date().unixMilliseconds)
+  }
+
+  struct SparksAnswer: ResponseEncodable {
+    var stepMs: Int64
+    var endMs: Int64
+    var hosts: [String: [String: [Double?]]]
+  }
+
+  func sparks(_ request: Request, _ context: ConsoleContext) async throws -> SparksAnswer {
+    let names = (request.uri.queryParameters["hosts"].map(String.init) ?? "").split(separator: ",").map(String.init)
+    guard names.count <= 500 else { throw APIError.badRequest("at most 500 hosts at a time") }
+    let end = Date().unixMilliseconds
+    return SparksAnswer(
+      stepMs: Fleet.sparkStepMs, endMs: end / Fleet.sparkStepMs * Fleet.sparkStepMs,
+      hosts: fleet.sparks(names, endMs: end))
+  }
+
+  struct HostAnswer: ResponseEncodable {
+    var host: HostRow
+    var info: HostInfoView?
+    var latest: LatestView?
+    var alerts: [AlertView]
+    var commands: [CommandSummary]
+  }
+
+  func host(_ request: Request, _ context: ConsoleContext) async throws -> HostAnswer {
+    let name = try context.parameters.require("name")
+    guard let d = fleet.detail(name) else { throw APIError.notFound("no host '\(name)'") }
+    let commands = (try? await rpc.commands(host: name, limit: 20).commands.map(CommandSummary.init)) ?? []
+    return HostAnswer(
+      host: d.row, info: d.status.info.map { HostInfoView(d.status, $0) }, latest: d.latest.map(LatestView.init),
+      alerts: d.alerts.map(AlertView.init), commands: commands)
+  }
+
+  struct SeriesAnswer: ResponseEncodable {
+    struct One: Encodable {
+      var key: String
+      var points: [[Double]]
+    }
+    var metric: String
+    var source: String
+    var stepSeconds: UInt32
+    var series: [One]
+  }
+
+  func series(_ request: Request, _ context: ConsoleContext) async throws -> SeriesAnswer {
+    let name = try context.parameters.require("name")
+    let q = request.uri.queryParameters
+    guard let metric = q["metric"].map(String.init), !metric.isEmpty else {
+      throw APIError.badRequest("metric is required")
+    }
+    let now = Date().unixMilliseconds
+    let from = q["from"].flatMap { Int64($0) } ?? now - 3_600_000
+    let to = q["to"].flatMap { Int64($0) } ?? now
+    guard from < to, to - from <= 400 * 86_400_000 else {
+      throw APIError.badRequest("from must be before to (400 days at most)")
+    }
+    let step = q["step"].flatMap { UInt32($0) } ?? 0
+    let answer = try await rpc.query(
+      MetricsQueryRequest(hosts: [name], metric: metric, startUnixMs: from, endUnixMs: to, stepSeconds: step))
+    return SeriesAnswer(
+      metric: metric, source: apiName(answer.source.description, prefix: "SERIES_SOURCE_"),
+      stepSeconds: answer.stepSeconds,
+      series: answer.series.map { s in
+        .init(key: s.key, points: s.points.map { [Double($0.bucketUnixMs), $0.average, $0.minimum, $0.maximum] })
+      })
+  }
+
+  // MARK: Alerts and commands
+
+  struct AlertsAnswer: ResponseEncodable {
+    var alerts: [AlertView]
+    var silences: [SilenceView]
+  }
+
+  func alerts(_ request: Request, _ context: ConsoleContext) async throws -> AlertsAnswer {
+    let q = request.uri.queryParameters
+    let answer = try await rpc.alerts(
+      host: q["host"].map(String.init) ?? "", includeResolved: q["resolved"] == "1", limit: 500)
+    return AlertsAnswer(alerts: answer.alerts.map(AlertView.init), silences: answer.silences.map(SilenceView.init))
+  }
+
+  struct CommandsAnswer: ResponseEncodable { var commands: [CommandSummary] }
+
+  func commands(_ request: Request, _ context: ConsoleContext) async throws -> CommandsAnswer {
+    let q = request.uri.queryParameters
+    let limit = min(q["limit"].flatMap { UInt32($0) } ?? 50, 500)
+    let answer = try await rpc.commands(host: q["host"].map(String.init) ?? "", limit: limit)
+    return CommandsAnswer(commands: answer.commands.map(CommandSummary.init))
+  }
+
+  struct SubmitRequest: Decodable {
+    /// The CommandRequest, protobuf-encoded and signed by the browser's
+    /// own key (base64).
+    var request: String
+  }
+  struct SubmitAnswer: ResponseEncodable {
+    var id: String
+    var state: String
+    var hosts: [String]
+    var reason: String
+  }
+
+  /// A command the browser built and signed itself: the console checks the
+  /// role and that the signer is the session's user, and passes it to the
+  /// CommandRouter, which verifies the signature and its rules.
+  func submit(_ request: Request, _ context: ConsoleContext) async throws -> SubmitAnswer {
+    let session = try context.requireSession()
+    guard session.mayAct else {
+      throw APIError.forbidden("role \(session.roles.joined(separator: ",")) may not run commands")
+    }
+    let body = try await request.decode(as: SubmitRequest.self, context: context)
+    guard let bytes = Data(base64Encoded: body.request), bytes.count <= 64 * 1024,
+      let command = try? CommandRequest(decoding: [UInt8](bytes))
+    else { throw APIError.badRequest("request is not a base64 CommandRequest") }
+    guard command.operatorKeyId == session.user else {
+      throw APIError.forbidden("the command is signed as '\(command.operatorKeyId)', not as '\(session.user)'")
+    }
+    let answer = try await rpc.submit(command)
+    logger.info(
+      "command submitted", metadata: ["user": "\(session.user)", "command_id": "\(answer.commandId)"])
+    return SubmitAnswer(
+      id: answer.commandId, state: apiName(answer.state.description, prefix: "COMMAND_STATE_"), hosts: answer.hosts,
+      reason: answer.reason)
+  }
+
+  // MARK: Overview
+
+  func overview(_ request: Request, _ context: ConsoleContext) async throws -> Overview {
+    await overview()
+  }
+
+  func overview() async -> Overview {
+    let rows = fleet.rows()
+    let history = await overviewCache.value(maxAge: .seconds(30)) { try await fleetHistory(hosts: rows.count) }
+    let commands = await commandsCache.value(maxAge: .seconds(5)) {
+      try await rpc.commands(limit: 10).commands.map(CommandSummary.init)
+    }
+    return Overview(
+      rows: rows, alerts: fleet.openAlerts, fleet: history ?? Overview.Fleet(stepMs: 60_000, cpu: [], rx: [], tx: []),
+      commands: commands ?? [])
+  }
+
+  /// Fleet-wide CPU (mean of the hosts) and network (sum) over the last
+  /// hour, by minute.
+  func fleetHistory(hosts: Int) async throws -> Overview.Fleet {
+    let end = Date().unixMilliseconds
+    let start = end - 3_600_000
+    func query(_ metric: String) async throws -> [Int64: (sum: Double, n: Int)] {
+      let answer = try await rpc.query(
+        MetricsQueryRequest(hosts: [], metric: metric, startUnixMs: start, endUnixMs: end, stepSeconds: 60))
+      var buckets: [Int64: (sum: Double, n: Int)] = [:]
+      for s in answer.series where s.key != "lo" {
+        for p in s.points {
+          let b = buckets[p.bucketUnixMs] ?? (0, 0)
+          buckets[p.bucketUnixMs] = (b.sum + p.average, b.n + 1)
+        }
+      }
+      return buckets
+    }
+    let cpu = try await query("cpu_percent")
+    let rx = try await query("network_rx_bytes_per_second")
+    let tx = try await query("network_tx_bytes_per_second")
+    return Overview.Fleet(
+      stepMs: 60_000,
+      cpu: cpu.keys.sorted().map { [Double($0), cpu[$0]!.sum / Double(cpu[$0]!.n)] },
+      rx: rx.keys.sorted().map { [Double($0), rx[$0]!.sum] },
+      tx: tx.keys.sorted().map { [Double($0), tx[$0]!.sum] })
+  }
+}
+
+/// The overview screen.
+struct Overview: ResponseEncodable {
+  struct Counts: Codable, Sendable {
+    var total = 0, up = 0, warning = 0, critical = 0, down = 0
+  }
+  struct Busy: Codable, Sendable {
+    var host: String
+    var value: Double
+  }
+  struct Fleet: Codable, Sendable {
+    var stepMs: Int64
+    var cpu: [[Double]]
+    var rx: [[Double]]
+    var tx: [[Double]]
+  }
+  var type = "overview"
+  var counts: Counts
+  var firing: [AlertView]
+  var busiest: [String: [Busy]]
+  var fleet: Fleet
+  var commands: [CommandSummary]
+  var generatedAt: Int64
+
+  init(rows: [HostRow], alerts: [Alert], fleet: Fleet, commands: [CommandSummary]) {
+    var counts = Counts()
+    for r in rows {
+      counts.total += 1
+      switch r.state {
+      case "up": counts.up += 1
+      case "warning": counts.warning += 1
+      case "critical": counts.critical += 1
+      default: counts.down += 1
+      }
+    }
+    self.counts = counts
+    firing = alerts.filter { $0.state == .firing }.map(AlertView.init)
+    func top(_ value: (HostRow) -> Double?) -> [Busy] {
+      rows.filter { $0.state != "down" }.compactMap { r in value(r).map { Busy(host: r.name, value: $0) } }
+        .sorted { $0.value > $1.value }.prefix(5).map { $0 }
+    }
+    busiest = [
+      "cpu": top(\.cpu), "memory": top(\.memory), "disk": top(\.disk), "temperature": top(\.temperature),
+      "gpu": top(\.gpu),
+    ]
+    self.fleet = fleet
+    self.commands = commands
+    generatedAt = Date().unixMilliseconds
+  }
+}
+
+/// One value computed now and then: callers within `maxAge` share it; a
+/// failure is logged by nobody and answered with the last good value.
+final class Cache<Value: Sendable>: Sendable {
+  private let state = Mutex<(value: Value?, at: ContinuousClock.Instant?)>((nil, nil))
+
+  func value(maxAge: Duration, _ make: @Sendable () async throws -> Value) async -> Value? {
+    let now = ContinuousClock.now
+    let (old, at) = state.withLock { ($0.value, $0.at) }
+    if let old, let at, now - at < maxAge { return old }
+    guard let fresh = try? await make() else { return old }
+    state.withLock { $0 = (fresh, now) }
+    return fresh
+  }
+}

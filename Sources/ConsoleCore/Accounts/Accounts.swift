@@ -1,0 +1,163 @@
+import Crypto
+import Foundation
+import HummingbirdBcrypt
+public import MirrorStore
+
+/// A user as the console's login sees it.
+public struct Account: Sendable, Hashable {
+  public var id: Int64
+  public var name: String
+  public var displayName: String
+  public var passwordHash: String?
+  public var totpSecret: String?
+  public var totpEnrolled: Bool
+  public var totpLastStep: Int64
+  public var disabled: Bool
+  public var failedLogins: Int
+  public var lockedUntilMs: Int64?
+  public var roles: [String]
+}
+
+/// A user as `mirrorctl users list` shows it.
+public struct AccountSummary: Sendable, Hashable {
+  public var name: String
+  public var roles: [String]
+  public var disabled: Bool
+  public var totpEnrolled: Bool
+  public var hasPassword: Bool
+}
+
+/// The users, roles and credentials of people who log in to the console,
+/// in PostgreSQL (`users`, `user_roles`, the login columns of migration
+/// 0007). Shared by the console and `mirrorctl users`.
+public struct Accounts: Sendable {
+  public static let roles = ["admin", "operator", "viewer"]
+
+  let database: PostgresClient
+
+  public init(database: PostgresClient) { self.database = database }
+
+  /// A new password for a person to type: 20 characters of an alphabet
+  /// without look-alikes (~115 bits).
+  public static func generatePassword() -> String {
+    let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+    return String((0..<20).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })
+  }
+
+  /// bcrypt (cost 12) of a password. The corresponding C function is
+  /// hummingbird-auth's `c_hb_bcrypt_hashpass`.
+  public static func hashPassword(_ password: String) -> String { Bcrypt.hash(password, cost: 12) }
+
+  public static func verifyPassword(_ password: String, hash: String) -> Bool {
+    Bcrypt.verify(password, hash: hash)
+  }
+
+  public func find(_ name: String) async throws -> Account? {
+    let rows = try await database.query(
+      """
+      SELECT u.id, u.name, u.display_name, u.password_hash, u.totp_secret, u.totp_enrolled, u.totp_last_step,
+             u.disabled, u.failed_logins, (extract(epoch FROM u.locked_until) * 1000)::bigint,
+             coalesce(string_agg(r.role, ',' ORDER BY r.role), '')
+      FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.name = $1 GROUP BY u.id
+      """, [name])
+    guard let row = rows.rows.first else { return nil }
+    return Account(
+      id: try row.decode(Int64.self, 0), name: try row.decode(String.self, 1),
+      displayName: try row.decode(String.self, 2), passwordHash: try row.decodeIfPresent(String.self, 3),
+      totpSecret: try row.decodeIfPresent(String.self, 4), totpEnrolled: try row.decode(Bool.self, 5),
+      totpLastStep: try row.decode(Int64.self, 6), disabled: try row.decode(Bool.self, 7),
+      failedLogins: try row.decode(Int.self, 8), lockedUntilMs: try row.decodeIfPresent(Int64.self, 9),
+      roles: try row.decode(String.self, 10).split(separator: ",").map(String.init))
+  }
+
+  /// Adds a user with one role and a password, or gives an existing user
+  /// that role and a new password (and a fresh TOTP enrolment).
+  public func add(name: String, role: String, password: String, displayName: String = "") async throws {
+    guard Self.roles.contains(role) else { throw AccountError("unknown role '\(role)' (one of \(Self.roles))") }
+    guard Self.isValidName(name) else {
+      throw AccountError("'\(name)' is not a user name (letters, digits, '.', '-', '_'; at most 64)")
+    }
+    let hash = Self.hashPassword(password)
+    _ = try await database.transaction { conn in
+      let id = try conn.query(
+        """
+        INSERT INTO users (name, display_name, password_hash) VALUES ($1, $2, $3)
+        ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, totp_secret = NULL,
+          totp_enrolled = false, failed_logins = 0, locked_until = NULL, disabled = false
+        RETURNING id
+        """, [name, displayName, hash]
+      ).rows[0].decode(Int64.self, 0)
+      _ = try conn.query("DELETE FROM user_roles WHERE user_id = $1", [id])
+      _ = try conn.query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)", [id, role])
+      _ = try conn.query("DELETE FROM console_sessions WHERE user_id = $1", [id])
+    }
+  }
+
+  public func list() async throws -> [AccountSummary] {
+    let rows = try await database.query(
+      """
+      SELECT u.name, coalesce(string_agg(r.role, ',' ORDER BY r.role), ''), u.disabled, u.totp_enrolled,
+             u.password_hash IS NOT NULL
+      FROM users u LEFT JOIN user_roles r ON r.user_id = u.id GROUP BY u.id ORDER BY u.name
+      """)
+    return try rows.rows.map { row in
+      AccountSummary(
+        name: try row.decode(String.self, 0),
+        roles: try row.decode(String.self, 1).split(separator: ",").map(String.init),
+        disabled: try row.decode(Bool.self, 2), totpEnrolled: try row.decode(Bool.self, 3),
+        hasPassword: try row.decode(Bool.self, 4))
+    }
+  }
+
+  /// Counts a failed login; the `maxFailures`-th in a row locks the account
+  /// for `lockout`. Returns whether the account is now locked.
+  func recordFailure(userID: Int64, maxFailures: Int, lockout: Duration) async throws -> Bool {
+    let rows = try await database.query(
+      """
+      UPDATE users SET failed_logins = failed_logins + 1,
+        locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + make_interval(secs => $3) ELSE locked_until END
+      WHERE id = $1 RETURNING failed_logins >= $2
+      """, [userID, maxFailures, Double(lockout.components.seconds)])
+    return try rows.rows.first?.decode(Bool.self, 0) ?? false
+  }
+
+  /// A successful login: failures forgotten, and the TOTP step used up.
+  func recordSuccess(userID: Int64, totpStep: Int64) async throws {
+    _ = try await database.query(
+      "UPDATE users SET failed_logins = 0, locked_until = NULL, totp_last_step = $2 WHERE id = $1",
+      [userID, totpStep])
+  }
+
+  /// A new, not yet confirmed TOTP secret for the user.
+  func beginEnrolment(userID: Int64) async throws -> String {
+    let secret = TOTPCode.generateSecret()
+    _ = try await database.query(
+      "UPDATE users SET totp_secret = $2, totp_enrolled = false WHERE id = $1", [userID, secret])
+    return secret
+  }
+
+  func confirmEnrolment(userID: Int64, step: Int64) async throws {
+    _ = try await database.query(
+      "UPDATE users SET totp_enrolled = true, totp_last_step = $2, failed_logins = 0 WHERE id = $1",
+      [userID, step])
+  }
+
+  /// One line of the console's audit trail.
+  func audit(user: String, address: String, action: String, outcome: String, detail: String = "") async throws {
+    _ = try await database.query(
+      "INSERT INTO console_audit (user_name, address, action, outcome, detail) VALUES ($1, $2, $3, $4, $5)",
+      [user, address, action, outcome, detail])
+  }
+
+  static func isValidName(_ name: String) -> Bool {
+    !name.isEmpty && name.utf8.count <= 64
+      && name.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0) }
+      && name.unicodeScalars.allSatisfy(\.isASCII)
+  }
+}
+
+/// A refusal of `mirrorctl users` or the console's account calls.
+public struct AccountError: Error, Sendable, CustomStringConvertible {
+  public var description: String
+  public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,162 @@
+import Foundation
+public import Logging
+import Metrics
+import Synchronization
+
+/// What a login attempt came to.
+public enum LoginOutcome: Sendable, Equatable {
+  /// Logged in: a `ready` session.
+  case ready(token: String, csrf: String, user: String, roles: [String])
+  /// Password right, TOTP not enrolled yet: an `enrol` session and the URI.
+  case enrol(token: String, csrf: String, otpauth: String)
+  case refused(LoginRefusal)
+}
+
+/// Why a login was refused: the code goes to the browser, the audit and the
+/// `console_logins_total{outcome}` counter.
+public struct LoginRefusal: Error, Sendable, Equatable {
+  public var code: String
+  public var message: String
+  public var status: Int
+  public static let invalidCredentials = LoginRefusal(
+    code: "invalid_credentials", message: "wrong user name or password", status: 401)
+  public static let invalidTOTP = LoginRefusal(
+    code: "invalid_totp", message: "the code is wrong or already used", status: 401)
+  public static let locked = LoginRefusal(
+    code: "locked", message: "too many failed logins: the account is locked for a while", status: 423)
+  public static let rateLimited = LoginRefusal(
+    code: "rate_limited", message: "too many login attempts from this address; wait a minute", status: 429)
+}
+
+/// Password + TOTP login with per-user lockout and per-address rate limit;
+/// every attempt audited and counted.
+public final class Login: Sendable {
+  public struct Settings: Sendable {
+    public var maxFailures = 10
+    public var lockout: Duration = .seconds(900)
+    public var attemptsPerMinute = 20
+    public init() {}
+  }
+
+  let accounts: Accounts
+  let sessions: Sessions
+  let settings: Settings
+  let logger: Logger
+  private let attempts = Mutex<[String: [ContinuousClock.Instant]]>([:])
+  /// Verifying a password against a dummy hash when the user does not
+  /// exist keeps a missing user as slow as a wrong password.
+  private static let dummyHash = Accounts.hashPassword("not a real password")
+
+  public init(accounts: Accounts, sessions: Sessions, settings: Settings, logger: Logger) {
+    self.accounts = accounts
+    self.sessions = sessions
+    self.settings = settings
+    self.logger = logger
+  }
+
+  static func count(_ outcome: String) {
+    Counter(label: "console_logins_total", dimensions: [("outcome", outcome)]).increment()
+  }
+
+  /// Whether `address` may try again now (a sliding minute).
+  func admit(_ address: String) -> Bool {
+    let now = ContinuousClock.now
+    return attempts.withLock { table in
+      var recent = (table[address] ?? []).filter { now - $0 < .seconds(60) }
+      guard recent.count < settings.attemptsPerMinute else {
+        table[address] = recent
+        return false
+      }
+      recent.append(now)
+      table[address] = recent
+      if table.count > 10_000 { table = table.filter { !$0.value.isEmpty && now - $0.value.last! < .seconds(60) } }
+      return true
+    }
+  }
+
+  public func attempt(user: String, password: String, code: String, address: String, userAgent: String) async throws
+    -> LoginOutcome
+  {
+    func refuse(_ r: LoginRefusal, _ detail: String = "") async throws -> LoginOutcome {
+      Self.count(r.code)
+      logger.notice(
+        "login refused", metadata: ["user": "\(user)", "address": "\(address)", "reason": "\(r.code)"])
+      try await accounts.audit(user: user, address: address, action: "login", outcome: r.code, detail: detail)
+      return .refused(r)
+    }
+    guard admit(address) else { return try await refuse(.rateLimited) }
+    guard Accounts.isValidName(user), password.utf8.count <= 1024, let account = try await accounts.find(user),
+      let hash = account.passwordHash, !account.disabled
+    else {
+      _ = Accounts.verifyPassword(password, hash: Self.dummyHash)
+      return try await refuse(.invalidCredentials, "unknown or disabled user")
+    }
+    if let until = account.lockedUntilMs, until > Date().unixMilliseconds {
+      return try await refuse(.locked)
+    }
+    let passwordOK = Accounts.verifyPassword(password, hash: hash)
+    guard passwordOK else {
+      let locked = try await accounts.recordFailure(
+        userID: account.id, maxFailures: settings.maxFailures, lockout: settings.lockout)
+      return try await refuse(locked ? .locked : .invalidCredentials, "wrong password")
+    }
+    if !account.totpEnrolled {
+      let secret = try await accounts.beginEnrolment(userID: account.id)
+      let (token, csrf) = try await sessions.create(
+        userID: account.id, stage: .enrol, address: address, userAgent: userAgent)
+      Self.count("enrol")
+      try await accounts.audit(user: user, address: address, action: "login", outcome: "enrol")
+      return .enrol(token: token, csrf: csrf, otpauth: TOTPCode.uri(secret: secret, user: user))
+    }
+    guard let secret = account.totpSecret,
+      let step = TOTPCode.verify(code, secret: secret, after: account.totpLastStep)
+    else {
+      let locked = try await accounts.recordFailure(
+        userID: account.id, maxFailures: settings.maxFailures, lockout: settings.lockout)
+      return try await refuse(locked ? .locked : .invalidTOTP, "wrong code")
+    }
+    try await accounts.recordSuccess(userID: account.id, totpStep: step)
+    let (token, csrf) = try await sessions.create(
+      userID: account.id, stage: .ready, address: address, userAgent: userAgent)
+    Self.count("ok")
+    logger.info("login", metadata: ["user": "\(user)", "address": "\(address)"])
+    try await accounts.audit(user: user, address: address, action: "login", outcome: "ok")
+    return .ready(token: token, csrf: csrf, user: user, roles: account.roles)
+  }
+
+  /// Confirms an enrolment with the first code; the half-session is
+  /// replaced by a `ready` one.
+  public func confirmEnrolment(_ session: Session, code: String, address: String, userAgent: String) async throws
+    -> LoginOutcome
+  {
+    guard session.stage == .enrol, let account = try await accounts.find(session.user), let secret = account.totpSecret,
+      let step = TOTPCode.verify(code, secret: secret, after: account.totpLastStep)
+    else {
+      Self.count(LoginRefusal.invalidTOTP.code)
+      try await accounts.audit(user: session.user, address: address, action: "enrol", outcome: "invalid_totp")
+      return .refused(.invalidTOTP)
+    }
+    try await accounts.confirmEnrolment(userID: account.id, step: step)
+    try await sessions.delete(session)
+    let (token, csrf) = try await sessions.create(
+      userID: account.id, stage: .ready, address: address, userAgent: userAgent)
+    Self.count("enrolled")
+    logger.info("totp enrolled", metadata: ["user": "\(session.user)", "address": "\(address)"])
+    try await accounts.audit(user: session.user, address: address, action: "enrol", outcome: "ok")
+    return .ready(token: token, csrf: csrf, user: account.name, roles: account.roles)
+  }
+
+  public func logout(_ session: Session, address: String) async throws {
+    try await sessions.delete(session)
+    Self.count("logout")
+    try await accounts.audit(user: session.user, address: address, action: "logout", outcome: "ok")
+  }
+
+  /// The secret of an enrolment in progress (for its QR code).
+  func enrolmentURI(_ session: Session) async throws -> String? {
+    guard session.stage == .enrol, let account = try await accounts.find(session.user), !account.totpEnrolled,
+      let secret = account.totpSecret
+    else { return nil }
+    return TOTPCode.uri(secret: secret, user: account.name)
+  }
+}

@@ -1,0 +1,247 @@
+public import Foundation
+public import MirrorService
+public import MirrorWire
+import Synchronization
+
+/// The console's picture of the fleet, kept live from the bus: each host's
+/// registration (`hosts.list`), its latest normalized batch and the last
+/// 15 minutes of its row values (for sparklines), and the open alerts.
+/// Observers hear which hosts changed.
+public final class Fleet: Sendable {
+  /// Points kept per sparkline: 15 minutes at 5 s.
+  public static let sparkPoints = 180
+  public static let sparkStepMs: Int64 = 5_000
+  /// A host is down after this many intervals without a batch.
+  let downAfterIntervals: Int64
+
+  struct Host {
+    var status: HostStatus
+    var latest: NormalizedBatch?
+    var values = RowValues()
+    var lastSeenMs: Int64 = 0
+    /// Ring of row values by 5 s slot: slot time and the eight values.
+    var sparkTimes = [Int64](repeating: -1, count: Fleet.sparkPoints)
+    var spark = [Float](repeating: .nan, count: Fleet.sparkPoints * RowValues.names.count)
+    var lastState = ""
+
+    mutating func record(_ values: [Double?], atMs: Int64) {
+      let slot = atMs / Fleet.sparkStepMs
+      let i = Int(slot % Int64(Fleet.sparkPoints))
+      sparkTimes[i] = slot
+      for (k, v) in values.enumerated() { spark[i * RowValues.names.count + k] = v.map(Float.init) ?? .nan }
+    }
+  }
+
+  struct State {
+    var hosts: [String: Host] = [:]
+    var alerts: [String: Alert] = [:]
+    var observers: [UInt64: @Sendable (Change) -> Void] = [:]
+    var nextObserver: UInt64 = 0
+  }
+
+  /// What changed, for the live stream.
+  public enum Change: Sendable {
+    case host(String)
+    case alert(Alert)
+  }
+
+  private let state = Mutex(State())
+
+  public init(downAfterIntervals: Int64 = 3) { self.downAfterIntervals = downAfterIntervals }
+
+  // MARK: Feeding
+
+  /// The registrations from `hosts.list`: new hosts appear, known ones get
+  /// their labels, groups and info refreshed.
+  public func apply(statuses: [HostStatus]) {
+    var changed: [String] = []
+    state.withLock { s in
+      for status in statuses {
+        if var h = s.hosts[status.name] {
+          if h.status != status {
+            h.status = status
+            h.lastSeenMs = max(h.lastSeenMs, status.lastSeenAtUnixMs)
+            s.hosts[status.name] = h
+            changed.append(status.name)
+          }
+        } else {
+          s.hosts[status.name] = Host(status: status, lastSeenMs: status.lastSeenAtUnixMs)
+          changed.append(status.name)
+        }
+      }
+    }
+    notify(changed.map(Change.host))
+  }
+
+  /// A normalized batch arrived (at `arrivedMs`, the console's clock).
+  /// Returns false for a host the console does not know yet (the caller
+  /// refreshes the registrations).
+  @discardableResult
+  public func apply(batch n: NormalizedBatch, arrivedMs: Int64) -> Bool {
+    guard let name = n.batch?.host else { return true }
+    let known = state.withLock { s -> Bool in
+      let values = RowValues(n)
+      var h = s.hosts[name] ?? Host(status: HostStatus(name: name, online: true, intervalMs: n.batch?.intervalMs ?? 0))
+      if let b = n.batch, let old = h.latest?.batch, old.bootId == b.bootId, old.sequence > b.sequence { return true }
+      h.latest = n
+      h.values = values
+      h.lastSeenMs = max(h.lastSeenMs, arrivedMs)
+      h.record(values.all, atMs: n.batch.map { $0.collectedAtUnixMs } ?? arrivedMs)
+      let known = s.hosts[name] != nil
+      s.hosts[name] = h
+      return known
+    }
+    notify([.host(name)])
+    return known
+  }
+
+  /// Points from `metrics.query` for the sparklines of hosts whose rings
+  /// have nothing at those times (start-up backfill).
+  func backfill(metric index: Int, host: String, points: [(ms: Int64, value: Double)]) {
+    state.withLock { s in
+      guard var h = s.hosts[host] else { return }
+      for p in points {
+        let slot = p.ms / Fleet.sparkStepMs
+        let i = Int(slot % Int64(Fleet.sparkPoints))
+        if h.sparkTimes[i] != slot {
+          if h.sparkTimes[i] > slot { continue }
+          h.sparkTimes[i] = slot
+          for k in 0..<RowValues.names.count { h.spark[i * RowValues.names.count + k] = .nan }
+        }
+        h.spark[i * RowValues.names.count + index] = Float(p.value)
+      }
+      s.hosts[host] = h
+    }
+  }
+
+  public func apply(alert: Alert) {
+    let host = alert.host
+    state.withLock { s in
+      if alert.state == .resolved { s.alerts.removeValue(forKey: alert.id) } else { s.alerts[alert.id] = alert }
+    }
+    notify([.alert(alert)] + (host.isEmpty ? [] : [.host(host)]))
+  }
+
+  /// Replaces the open alerts with those `alerts.list` returned.
+  public func replace(alerts: [Alert]) {
+    let hosts = state.withLock { s -> Set<String> in
+      let before = Set(s.alerts.values.map(\.host))
+      s.alerts = Dictionary(
+        alerts.filter { $0.state != .resolved }.map { ($0.id, $0) }, uniquingKeysWith: { _, b in b })
+      return before.union(s.alerts.values.map(\.host))
+    }
+    notify(hosts.filter { !$0.isEmpty }.map(Change.host))
+  }
+
+  /// Hosts whose state changed with time alone (a host that stopped
+  /// reporting turns down): call every second or so.
+  public func tick(nowMs: Int64 = Date().unixMilliseconds) {
+    let changed = state.withLock { s -> [String] in
+      var out: [String] = []
+      for (name, h) in s.hosts {
+        let st = stateName(h, alerts: s.alerts, nowMs: nowMs)
+        if st != h.lastState {
+          s.hosts[name]?.lastState = st
+          out.append(name)
+        }
+      }
+      return out
+    }
+    notify(changed.map(Change.host))
+  }
+
+  // MARK: Observing
+
+  public func observe(_ observer: @escaping @Sendable (Change) -> Void) -> UInt64 {
+    state.withLock { s in
+      s.nextObserver += 1
+      s.observers[s.nextObserver] = observer
+      return s.nextObserver
+    }
+  }
+
+  public func stopObserving(_ id: UInt64) { _ = state.withLock { $0.observers.removeValue(forKey: id) } }
+
+  private func notify(_ changes: [Change]) {
+    guard !changes.isEmpty else { return }
+    let observers = state.withLock { Array($0.observers.values) }
+    for o in observers { for c in changes { o(c) } }
+  }
+
+  // MARK: Reading
+
+  func stateName(_ h: Host, alerts: [String: Alert], nowMs: Int64) -> String {
+    let interval = Int64(h.status.intervalMs > 0 ? h.status.intervalMs : 5_000)
+    if h.lastSeenMs == 0 || nowMs - h.lastSeenMs > downAfterIntervals * interval { return "down" }
+    var worst = "up"
+    for a in alerts.values where a.host == h.status.name && a.state == .firing {
+      if a.severity == .critical { return "critical" }
+      if a.severity == .warning { worst = "warning" }
+    }
+    return worst
+  }
+
+  func row(_ h: Host, alerts: [String: Alert], nowMs: Int64) -> HostRow {
+    let info = h.status.info
+    let os = [info?.osName ?? "", info?.osVersion ?? ""].filter { !$0.isEmpty }.joined(separator: " ")
+    let st = stateName(h, alerts: alerts, nowMs: nowMs)
+    return HostRow(
+      name: h.status.name, state: st, online: st != "down", lastSeen: h.lastSeenMs == 0 ? nil : h.lastSeenMs,
+      intervalMs: Int(h.status.intervalMs), labels: labelMap(h.status.labels), groups: h.status.groups, os: os,
+      cpu: h.values.cpu, memory: h.values.memory, load1: h.values.load1, disk: h.values.disk, netRx: h.values.netRx,
+      netTx: h.values.netTx, temperature: h.values.temperature, gpu: h.values.gpu)
+  }
+
+  public func rows(nowMs: Int64 = Date().unixMilliseconds) -> [HostRow] {
+    state.withLock { s in s.hosts.values.map { row($0, alerts: s.alerts, nowMs: nowMs) } }
+      .sorted { $0.name < $1.name }
+  }
+
+  public func rows(_ names: some Sequence<String>, nowMs: Int64 = Date().unixMilliseconds) -> [HostRow] {
+    state.withLock { s in names.compactMap { s.hosts[$0].map { row($0, alerts: s.alerts, nowMs: nowMs) } } }
+  }
+
+  public var hostNames: [String] { state.withLock { Array($0.hosts.keys) } }
+
+  /// A host's registration, latest batch and open alerts.
+  public func detail(_ name: String, nowMs: Int64 = Date().unixMilliseconds) -> (
+    row: HostRow, status: HostStatus, latest: NormalizedBatch?, alerts: [Alert]
+  )? {
+    state.withLock { s in
+      guard let h = s.hosts[name] else { return nil }
+      return (
+        row(h, alerts: s.alerts, nowMs: nowMs), h.status, h.latest,
+        s.alerts.values.filter { $0.host == name }.sorted { $0.startedAtUnixMs > $1.startedAtUnixMs }
+      )
+    }
+  }
+
+  public var openAlerts: [Alert] {
+    state.withLock { Array($0.alerts.values) }.sorted {
+      ($0.severity.rawValue, $0.startedAtUnixMs) > ($1.severity.rawValue, $1.startedAtUnixMs)
+    }
+  }
+
+  /// The sparklines of these hosts: per host, per row value, the last
+  /// `sparkPoints` slots ending at `endMs`'s slot (nil where nothing).
+  public func sparks(_ names: [String], endMs: Int64) -> [String: [String: [Double?]]] {
+    let end = endMs / Fleet.sparkStepMs
+    let width = RowValues.names.count
+    return state.withLock { s in
+      var out: [String: [String: [Double?]]] = [:]
+      for name in names {
+        guard let h = s.hosts[name] else { continue }
+        var series = [[Double?]](repeating: [], count: width)
+        for slot in (end - Int64(Fleet.sparkPoints) + 1)...end {
+          let i = Int(slot % Int64(Fleet.sparkPoints))
+          for k in 0..<width {
+            let v = h.sparkTimes[i] == slot ? h.spark[i * width + k] : .nan
+            series[k].append(v.isNaN ? nil : (Double(v) * 10).rounded() / 10)
+          }
+        }
+        out[name] = Dictionary(uniqueKeysWithValues: zip(RowValues.names, series))
+      }
+      return out
+    }
+  }
+}

@@ -1,0 +1,143 @@
+import Foundation
+public import Logging
+import Metrics
+import MirrorBus
+public import MirrorService
+import MirrorWire
+public import ServiceLifecycle
+
+/// Keeps the `Fleet` live from the bus: core subscriptions to
+/// `metrics.normalized.>` and `alerts.>` (a console needs only the newest
+/// state, so no durable consumer: what it missed while down it reads back
+/// through the RPCs), `hosts.list` and `alerts.list` at start and every
+/// `refresh`, a tick every second for hosts that stop reporting, and a
+/// backfill of the sparklines from `metrics.query` once at start.
+public final class FleetFeed: Service, Sendable {
+  let fleet: Fleet
+  let bus: BusService
+  let rpc: ConsoleRPC
+  let refresh: Duration
+  let logger: Logger
+
+  public init(fleet: Fleet, bus: BusService, rpc: ConsoleRPC, refresh: Duration = .seconds(30), logger: Logger) {
+    self.fleet = fleet
+    self.bus = bus
+    self.rpc = rpc
+    self.refresh = refresh
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    guard let conn = try? await bus.connection() else { return }
+    let batches = try conn.subscribe("metrics.normalized.>", bufferSize: 8192)
+    // The ALERTS stream's subjects (alerts.list and the other RPCs share the
+    // prefix).
+    let alerts = try conn.subscribe("alerts.*.*", bufferSize: 1024)
+    let (fleet, rpc, logger, refresh) = (self.fleet, self.rpc, self.logger, self.refresh)
+    let unknownHost = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        for await m in batches {
+          do {
+            let n = try m.decode(NormalizedBatch.self)
+            if !fleet.apply(batch: n, arrivedMs: Date().unixMilliseconds) { unknownHost.continuation.yield() }
+          } catch {
+            Counter(label: "console_bus_rejected_total", dimensions: [("reason", "undecodable_batch")]).increment()
+            logger.warning("undecodable normalized batch", metadata: ["subject": "\(m.subject)", "error": "\(error)"])
+          }
+        }
+      }
+      group.addTask {
+        for await m in alerts {
+          do {
+            fleet.apply(alert: try m.decode(Alert.self))
+          } catch {
+            Counter(label: "console_bus_rejected_total", dimensions: [("reason", "undecodable_alert")]).increment()
+            logger.warning("undecodable alert", metadata: ["subject": "\(m.subject)", "error": "\(error)"])
+          }
+        }
+      }
+      group.addTask {
+        // One refresh now, then one per wake-up: on schedule, or at once
+        // (at most once a second) for a host seen before its registration.
+        var backfilled = false
+        var wakeUps = unknownHost.stream.makeAsyncIterator()
+        repeat {
+          await Self.refreshRegistrations(fleet: fleet, rpc: rpc, logger: logger)
+          if !backfilled, !fleet.hostNames.isEmpty {
+            backfilled = await Self.backfill(fleet: fleet, rpc: rpc, logger: logger)
+          }
+          try? await Task.sleep(for: .seconds(1))
+        } while await wakeUps.next() != nil
+      }
+      group.addTask {
+        while !Task.isCancelled {
+          try? await Task.sleep(for: refresh)
+          unknownHost.continuation.yield()
+        }
+      }
+      group.addTask {
+        while !Task.isCancelled {
+          fleet.tick()
+          try? await Task.sleep(for: .seconds(1))
+        }
+      }
+      try? await gracefulShutdown()
+      batches.unsubscribe()
+      alerts.unsubscribe()
+      unknownHost.continuation.finish()
+      group.cancelAll()
+    }
+  }
+
+  static func refreshRegistrations(fleet: Fleet, rpc: ConsoleRPC, logger: Logger) async {
+    do {
+      let hosts = try await rpc.hosts().hosts
+      fleet.apply(statuses: hosts)
+      logger.debug("registrations read", metadata: ["hosts": "\(hosts.count)"])
+    } catch {
+      logger.warning("hosts.list failed", metadata: ["error": "\(error)"])
+    }
+    do {
+      fleet.replace(alerts: try await rpc.alerts(host: "", includeResolved: false).alerts)
+    } catch {
+      logger.debug("alerts.list failed", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// The last 15 minutes of every row value, read once at start so the
+  /// sparklines are not empty after a restart.
+  static func backfill(fleet: Fleet, rpc: ConsoleRPC, logger: Logger) async -> Bool {
+    let metrics: [(index: Int, metric: String, sum: Bool)] = [
+      (0, "cpu_percent", false), (1, "memory_used_percent", false), (2, "load1", false),
+      (3, "mount_used_percent", false), (4, "network_rx_bytes_per_second", true),
+      (5, "network_tx_bytes_per_second", true), (6, "temperature_celsius", false),
+      (7, "gpu_utilization_percent", false),
+    ]
+    let end = Date().unixMilliseconds
+    let start = end - Int64(Fleet.sparkPoints) * Fleet.sparkStepMs
+    for m in metrics {
+      do {
+        let answer = try await rpc.query(
+          MetricsQueryRequest(
+            hosts: [], metric: m.metric, startUnixMs: start, endUnixMs: end,
+            stepSeconds: UInt32(Fleet.sparkStepMs / 1000)))
+        var byHost: [String: [Int64: Double]] = [:]
+        for s in answer.series where !(m.sum && s.key == "lo") {
+          for p in s.points {
+            let old = byHost[s.host, default: [:]][p.bucketUnixMs]
+            byHost[s.host, default: [:]][p.bucketUnixMs] =
+              old.map { m.sum ? $0 + p.average : max($0, p.average) } ?? p.average
+          }
+        }
+        for (host, points) in byHost {
+          fleet.backfill(metric: m.index, host: host, points: points.map { ($0.key, $0.value) })
+        }
+      } catch {
+        logger.warning("sparkline backfill failed", metadata: ["metric": "\(m.metric)", "error": "\(error)"])
+        return false
+      }
+    }
+    return true
+  }
+}
