@@ -159,7 +159,7 @@ export class TimeChart {
   layout() {
     const w = this.container.clientWidth;
     const ht = this.container.clientHeight;
-    const left = 44, right = 8, top = 8, bottom = 20;
+    const right = 8, top = 8, bottom = 20;
     let t0 = Infinity, t1 = -Infinity, hi = 0;
     for (const s of this.series) {
       for (const [t, v] of s.points) {
@@ -170,6 +170,11 @@ export class TimeChart {
     }
     if (this.yMax != null) hi = this.yMax;
     else hi = niceMax(hi);
+    const ctx = this.canvas.getContext('2d');
+    ctx.font = '11px system-ui, sans-serif';
+    let lw = 0;
+    for (const f of [0, 0.5, 1]) lw = Math.max(lw, ctx.measureText(this.yFormat(hi * f)).width);
+    const left = Math.ceil(lw) + 10;
     return {w, ht, left, right, top, bottom, t0, t1, hi,
       x: (t) => left + ((t - t0) / ((t1 - t0) || 1)) * (w - left - right),
       y: (v) => top + (1 - v / (hi || 1)) * (ht - top - bottom)};
