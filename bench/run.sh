@@ -2,7 +2,7 @@
 # Runs the benchmarks and prints figures and ratios (record them in
 # bench/RESULTS.md with this command). Release build; a nats-server of its
 # own on a free loopback port, file storage, torn down at the end.
-#   bench/run.sh [wire|publish|agent|ingest|notifier|twin|all]
+#   bench/run.sh [wire|publish|agent|ingest|notifier|twin|console|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -71,6 +71,8 @@ work=$(mktemp -d)
 cleanup() {
   [[ -n "${ingest_pid:-}" ]] && kill "$ingest_pid" 2>/dev/null
   [[ -n "${notifier_pid:-}" ]] && kill "$notifier_pid" 2>/dev/null
+  [[ -n "${console_pid:-}" ]] && kill "$console_pid" 2>/dev/null
+  [[ -n "${netdata_pid:-}" ]] && kill "$netdata_pid" 2>/dev/null
   [[ -n "${nats_pid:-}" ]] && kill "$nats_pid" 2>/dev/null
   [[ -d "$work/stack/pg" ]] && MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=0 scripts/stack.sh stop custom >/dev/null 2>&1
   wait 2>/dev/null; rm -rf "$work"
@@ -383,4 +385,90 @@ if [[ $what == twin || $what == all ]]; then
   # switches, every host on both): layout from scratch, recompute + diff
   # per interval with every host reporting, the diff when one host changes.
   "$bin" twin "${BENCH_TWIN_NODES:-10000}" "${BENCH_TWIN_LINKS:-20000}"
+fi
+
+if [[ $what == console || $what == all ]]; then
+  # The console (release build) over ingest, a nats-server and a PostgreSQL
+  # of its own: (1) the first page load's bytes, ours and Debian's libraries
+  # apart, beside Debian's netdata dashboard loaded the same way; (2) a batch
+  # published on metrics.raw.<host> until the hosts page shows its value, in
+  # headless Chromium; (3) the console's CPU and RSS with 1,000 simulated
+  # hosts live and 20 live streams watching the hosts screen.
+  swift build -c release --product ingest --product console --product mirrorctl 2>&1 | grep -E "error|warning:" || true
+  rel=$(swift build -c release --show-bin-path)
+  if [[ -z "${nats_pid:-}" ]] || ! kill -0 "$nats_pid" 2>/dev/null; then
+    port=$(free_port)
+    nats-server -js -a 127.0.0.1 -p "$port" -sd "$work/js-console" >"$work/nats.log" 2>&1 &
+    nats_pid=$!
+    wait_port "$port"
+  fi
+  if [[ ! -d "$work/stack/pg" ]]; then
+    pg_port=$(free_port)
+    chmod 755 "$work"
+    MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=$pg_port scripts/stack.sh start-pg custom >/dev/null
+  fi
+  db="postgresql://mirror:mirror@127.0.0.1:$pg_port/mirror"
+  nats="nats://127.0.0.1:$port"
+  [[ -n "${ingest_pid:-}" ]] && kill -0 "$ingest_pid" 2>/dev/null || {
+    "$rel/ingest" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
+      >"$work/ingest.log" 2>&1 &
+    ingest_pid=$!
+  }
+  web=$(free_port)
+  "$rel/console" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
+    --set console.port="$web" --set console.static-dir="$PWD/Sources/ConsoleCore/Public" >"$work/console.log" 2>&1 &
+  console_pid=$!
+  wait_port "$web"
+  url="http://127.0.0.1:$web"
+  sleep 2
+  "$rel/mirrorctl" users add bench --role viewer --password-file <(echo "bench password") --database-url "$db" >/dev/null
+  read -r cookie _ < <(python3 bench/console_bench.py login "$url" bench "bench password")
+
+  # (2) first, on a quiet console: one host, a batch every 1.5 s.
+  n=${BENCH_CONSOLE_SAMPLES:-200}
+  "$bin" console-latency "$nats" 1 100 >/dev/null  # the host registered and shown
+  sleep 3
+  python3 bench/console_bench.py latency "$url" "$cookie" "$work/published" &
+  watcher=$!
+  until [[ -f "$work/published.ready" ]]; do sleep 0.2; done
+  "$bin" console-latency "$nats" "$n" 1500 >"$work/published"
+  touch "$work/published.done"
+  wait "$watcher"
+
+  # (1) page weight, ours and netdata's.
+  python3 bench/console_bench.py weight "$url" "$cookie"
+  own=$(find Sources/ConsoleCore/Public -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+  echo "weight.own_files_bytes $own  (uncompressed, every file of Sources/ConsoleCore/Public)"
+  if [[ $(id -u) == 0 ]] && ! command -v netdata >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends netdata >/dev/null 2>&1 || true
+  fi
+  if command -v netdata >/dev/null; then
+    nd=$(free_port)
+    netdata -D -i 127.0.0.1 -p "$nd" >"$work/netdata.log" 2>&1 &
+    netdata_pid=$!
+    wait_port "$nd" && sleep 5
+    echo "netdata $(dpkg-query -W -f='${Version}' netdata):"
+    python3 bench/console_bench.py weight-plain "http://127.0.0.1:$nd/"
+    kill "$netdata_pid"; wait "$netdata_pid" 2>/dev/null || true; netdata_pid=
+  fi
+
+  # (3) 1,000 hosts live at 5 s for 2.5 minutes; the console measured over
+  # the middle 60 s with 20 streams connected.
+  hosts=${BENCH_CONSOLE_HOSTS:-1000}
+  "$bin" fleet-live "$nats" "$hosts" 30 5 >"$work/fleet.log" &
+  fleet=$!
+  sleep 40
+  python3 bench/console_bench.py clients "$url" "$cookie" 20 75 &
+  streams=$!
+  sleep 10
+  c0=$(cpu_ns "$console_pid"); t0=$(date +%s%N)
+  peak=0
+  for _ in $(seq 60); do sleep 1; r=$(rss_kib "$console_pid"); ((r > peak)) && peak=$r; done
+  c1=$(cpu_ns "$console_pid"); t1=$(date +%s%N)
+  wait "$streams"
+  echo "console.hosts_live $hosts"
+  awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) 'BEGIN { printf "console.cpu_percent_of_a_core %.2f\n", c * 100 / t }'
+  echo "console.rss_peak_mib $((peak / 1024))"
+  wait "$fleet" || true
+  kill -TERM "$console_pid"; wait "$console_pid" 2>/dev/null || true; console_pid=
 fi

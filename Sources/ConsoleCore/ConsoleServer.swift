@@ -18,7 +18,7 @@ public struct ConsoleSettings: Sendable {
   public var sessionTTL: Duration = .seconds(12 * 3600)
   public var idleTimeout: Duration = .seconds(3600)
   public var login = Login.Settings()
-  public var liveThrottle: Duration = .seconds(1)
+  public var liveThrottle: Duration = .milliseconds(500)
   public var liveWriteTimeout: Duration = .seconds(30)
   public var refresh: Duration = .seconds(30)
   public init() {}

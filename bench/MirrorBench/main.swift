@@ -180,6 +180,8 @@ case "fleet-fill" where args.count == 5:
   try await Fleet.fill(url: args[2], hosts: Int(args[3])!, perHost: Int(args[4])!)
 case "fleet-live" where args.count == 6:
   try await Fleet.live(url: args[2], hosts: Int(args[3])!, intervals: Int(args[4])!, interval: Double(args[5])!)
+case "console-latency" where args.count == 5:
+  try await ConsoleLatency.run(url: args[2], count: Int(args[3])!, periodMs: Int(args[4])!)
 case "twin" where args.count == 4:
   TwinBench.run(nodes: Int(args[2])!, links: Int(args[3])!)
 case "alert-eval" where args.count == 4:

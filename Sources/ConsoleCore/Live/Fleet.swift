@@ -171,7 +171,10 @@ public final class Fleet: Sendable {
   // MARK: Reading
 
   func stateName(_ h: Host, alerts: [String: Alert], nowMs: Int64) -> String {
-    let interval = Int64(h.status.intervalMs > 0 ? h.status.intervalMs : 5_000)
+    // The cadence the host keeps now (its batches say), else the one it
+    // registered with.
+    let reported = h.latest?.batch?.intervalMs ?? 0
+    let interval = Int64(reported > 0 ? reported : h.status.intervalMs > 0 ? h.status.intervalMs : 5_000)
     if h.lastSeenMs == 0 || nowMs - h.lastSeenMs > downAfterIntervals * interval { return "down" }
     var worst = "up"
     for a in alerts.values where a.host == h.status.name && a.state == .firing {
@@ -187,7 +190,7 @@ public final class Fleet: Sendable {
     let st = stateName(h, alerts: alerts, nowMs: nowMs)
     return HostRow(
       name: h.status.name, state: st, online: st != "down", lastSeen: h.lastSeenMs == 0 ? nil : h.lastSeenMs,
-      intervalMs: Int(h.status.intervalMs), labels: labelMap(h.status.labels), groups: h.status.groups, os: os,
+      intervalMs: Int(h.latest?.batch?.intervalMs ?? h.status.intervalMs), labels: labelMap(h.status.labels), groups: h.status.groups, os: os,
       cpu: h.values.cpu, memory: h.values.memory, load1: h.values.load1, disk: h.values.disk, netRx: h.values.netRx,
       netTx: h.values.netTx, temperature: h.values.temperature, gpu: h.values.gpu)
   }

@@ -49,8 +49,10 @@ final class LiveClient: Sendable {
   func note(_ change: Fleet.Change) {
     let wake = pending.withLock { p -> Bool in
       switch (change, p.watch) {
-      case (.host(let name), .hosts), (.host(let name), .overview):
+      case (.host(let name), .hosts):
         p.hosts.insert(name)
+        return true
+      case (.host, .overview):
         p.overview = true
         return true
       case (.host(let name), .host(let watched)) where name == watched:

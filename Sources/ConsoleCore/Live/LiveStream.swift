@@ -115,10 +115,8 @@ struct LiveStream: Sendable {
   func messages(_ p: LiveClient.Pending, encoder: JSONEncoder) async throws -> [String] {
     var out: [Data] = []
     for a in p.alerts { out.append(try encoder.encode(AlertMessage(alert: AlertView(a)))) }
-    switch p.watch {
-    case .hosts where !p.hosts.isEmpty, .overview where !p.hosts.isEmpty:
+    if case .hosts = p.watch, !p.hosts.isEmpty {
       out.append(try encoder.encode(HostsMessage(at: Date().unixMilliseconds, rows: fleet.rows(p.hosts))))
-    default: break
     }
     if case .overview = p.watch, p.overview { out.append(try encoder.encode(await api.overview())) }
     if case .host(let name) = p.watch, p.detail, let d = fleet.detail(name) {

@@ -128,12 +128,16 @@ function lostSession() {
 
 api.setUnauthorizedHandler(lostSession);
 
-document.getElementById('logout').addEventListener('click', async (ev) => {
-  ev.currentTarget.disabled = true;
+const logoutButton = document.getElementById('logout');
+logoutButton.addEventListener('click', async () => {
+  logoutButton.disabled = true;
+  // Stop the screen and the live stream first: nothing should ask after the session ends.
+  unmount();
+  live.stop();
   try {
     await api.post('/api/v1/session/logout', undefined, {auth401: false});
   } catch { /* the session is gone either way */ }
-  ev.currentTarget.disabled = false;
+  logoutButton.disabled = false;
   returnTo = null;
   setSession(null);
   if (location.hash === '#/login') render();

@@ -38,7 +38,7 @@ export function colors() {
 
 // ---- sparklines -------------------------------------------------------------
 
-export const SPARK_W = 56;
+export const SPARK_W = 48;
 export const SPARK_H = 18;
 
 export function sparkCanvas() {
@@ -323,7 +323,7 @@ class TextLegend {
     this.line.style.top = area.y + 'px';
     this.line.style.height = area.h + 'px';
     this.line.hidden = false;
-    const fmtY = g.getOption('valueFormatter', 'y') || ((v) => String(v));
+    const fmtY = g.getOptionForAxis('valueFormatter', 'y') || ((v) => String(v));
     const colors = g.getColors();
     const labels = g.getLabels().slice(1);
     const rows = [h('div', {class: 'chart-legend-time'}, fmt.dateTime(e.selectedX))];

@@ -109,7 +109,7 @@ export function hostScreen(root, name) {
     const plot = h('div', {class: 'chart-plot'});
     const source = h('span', {class: 'muted source'});
     const empty = h('div', {class: 'chart-empty'}, 'No data in this range.');
-    const card = h('section', {class: 'panel chart-card is-empty', 'data-chart': def.name, 'data-points': '0'},
+    const card = h('div', {class: 'panel chart-card is-empty', 'data-chart': def.name, 'data-points': '0', role: 'figure', 'aria-label': def.title},
       h('div', {class: 'panel-head'}, h('h2', null, def.title), h('span', {class: 'spacer'}), source),
       plot, empty);
     const chart = new DetailChart(card, plot, {valueFormatter: def.fmt, axisFormatter: def.axis, valueRange: def.range || null});
@@ -134,21 +134,21 @@ export function hostScreen(root, name) {
   const gpuPanel = panel('GPUs', h('div', {class: 'table-wrap'}, gpuTable), {hidden: true});
   const liveGrid = h('div', {class: 'grid live-grid'},
     panel('CPU cores', cores, {class: 'panel wide'}, coresCount),
-    panel('Top processes', h('div', {class: 'table-wrap'}, procTable), {class: 'panel wide'}),
+    panel('Top processes', h('div', {class: 'table-wrap'}, procTable)),
     panel('Mounts', h('div', {class: 'table-wrap'}, mountsTable)),
-    panel('Disks (SMART)', h('div', {class: 'table-wrap'}, smartTable)),
+    panel('Disks (SMART)', h('div', {class: 'table-wrap'}, smartTable), {class: 'panel wide'}),
     panel('Interfaces', h('div', {class: 'table-wrap'}, ifTable), {class: 'panel wide'}),
     panel('Temperatures', h('div', {class: 'table-wrap'}, tempTable)),
     gpuPanel);
 
   // ---- info, alerts, commands ----
-  const info = h('dl', {class: 'info', id: 'host-info'});
+  const info = h('dl', {class: 'info two', id: 'host-info'});
   const alertsTable = table({id: 'host-alerts'}, ALERT_HEADERS, [], 'No alerts.');
   const cmdTable = table({id: 'host-commands'}, CMD_HEADERS, [], 'No commands.');
   const lower = h('div', {class: 'grid live-grid'},
     panel('Alerts', h('div', {class: 'table-wrap'}, alertsTable), {class: 'panel wide'}),
-    panel('Host', info),
-    panel('Commands', h('div', {class: 'table-wrap'}, cmdTable)));
+    panel('Commands', h('div', {class: 'table-wrap'}, cmdTable), {class: 'panel wide'}),
+    panel('Host', info, {class: 'panel wide'}));
 
   fill(root,
     h('a', {href: '#/hosts', class: 'back'}, '← Hosts'),
@@ -203,7 +203,7 @@ export function hostScreen(root, name) {
     const cpu = L.cpu || {};
     const mem = L.memory || {};
     const cpuPct = typeof cpu.total === 'number' ? cpu.total : hr.cpu;
-    const procs = typeof cpu.processes === 'number' ? cpu.processes : cpu.total_processes;
+    const procs = cpu.processes;
     tile('cpu', fmt.pct(cpuPct), typeof procs === 'number' ? `${fmt.int(cpu.running)} running · ${fmt.int(procs)} processes` : '', cpuPct);
     const threads = detail.info && detail.info.cpuThreads;
     const l1 = typeof cpu.load1 === 'number' ? cpu.load1 : hr.load1;
@@ -230,13 +230,13 @@ export function hostScreen(root, name) {
   function renderCores() {
     const list = ((detail.latest && detail.latest.cpu && detail.latest.cpu.cores) || []).slice().sort((a, b) => a.index - b.index);
     setText(coresCount, list.length ? `${list.length}` : '');
-    if (cores.children.length !== list.length || (list.length && !cores.firstChild.classList.contains('core'))) {
-      cores.replaceChildren(...list.map((c) => {
-        const bar = h('span');
-        return h('div', {class: 'core', 'data-core': c.index},
-          h('span', {class: 'k'}, `cpu${c.index}`), h('span', {class: 'bar'}, bar), h('span', {class: 'num'}, ''));
-      }));
-      if (!list.length) cores.replaceChildren(h('p', {class: 'empty'}, 'No per-core data yet.'));
+    if (!list.length) {
+      if (!cores.querySelector('.empty')) cores.replaceChildren(h('p', {class: 'empty'}, 'No per-core data yet.'));
+      return;
+    }
+    if (cores.querySelectorAll('.core').length !== list.length) {
+      cores.replaceChildren(...list.map((c) => h('div', {class: 'core', 'data-core': c.index},
+        h('span', {class: 'k'}, `cpu${c.index}`), h('span', {class: 'bar'}, h('span')), h('span', {class: 'num'}, ''))));
     }
     list.forEach((c, i) => {
       const el = cores.children[i];
@@ -280,19 +280,22 @@ export function hostScreen(root, name) {
       ],
     })), 'No mounts reported.');
 
-    fillRows(smartTable.tBodies[0], SMART_HEADERS, (L.disks || []).map((d) => ({
-      attrs: {'data-device': d.device, 'data-health': d.smart || 'unknown'},
-      cells: [
-        h('span', {class: 'mono'}, d.device || ''),
-        h('span', {title: d.serial ? `serial ${d.serial}` : ''}, d.model || '—'),
-        h('span', {class: 'health', 'data-health': d.smart || 'unknown'}, d.smart || 'unknown'),
-        fmt.celsius(d.smartTemp),
-        fmt.int(d.powerOnHours),
-        fmt.rate(d.readBps),
-        fmt.rate(d.writeBps),
-        fmt.pct(d.busy, 0),
-      ],
-    })), 'No disks reported.');
+    fillRows(smartTable.tBodies[0], SMART_HEADERS, (L.disks || []).map((d) => {
+      const health = d.smart === 'passed' || d.smart === 'failed' ? d.smart : 'unknown';
+      return {
+        attrs: {'data-device': d.device, 'data-health': health},
+        cells: [
+          h('span', {class: 'mono'}, d.device || ''),
+          h('span', {title: d.serial ? `serial ${d.serial}` : ''}, d.model || '—'),
+          h('span', {class: 'health', 'data-health': health}, health),
+          fmt.celsius(d.smartTemp),
+          fmt.int(d.powerOnHours),
+          fmt.rate(d.readBps),
+          fmt.rate(d.writeBps),
+          fmt.pct(d.busy, 0),
+        ],
+      };
+    }), 'No disks reported.');
 
     fillRows(ifTable.tBodies[0], IF_HEADERS, (L.interfaces || []).map((n) => ({
       attrs: {'data-interface': n.name},
@@ -339,7 +342,8 @@ export function hostScreen(root, name) {
       : i.primaryInterface ? [[i.primaryInterface, fmt.speed(i.primarySpeedMbps), i.primaryDuplex].filter((x) => x && x !== fmt.NONE).join(' · ')] : [];
     const rows = [
       ['Hostname', i.hostname],
-      ['OS', [i.osName, i.osVersion].filter(Boolean).join(' ')],
+      ['OS', i.osName],
+      ['Version', i.osVersion],
       ['Kernel', i.kernel],
       ['Architecture', i.architecture],
       ['CPU', i.cpuModel],
@@ -507,8 +511,13 @@ export function hostScreen(root, name) {
   offs.push(live.on('host', (m) => {
     if (m.host !== name || !m.detail) return;
     if (m.detail.host) detail.host = m.detail.host;
-    if ('latest' in m.detail && m.detail.latest) detail.latest = m.detail.latest;
+    if (m.detail.latest) detail.latest = m.detail.latest;
     renderLive();
+    if (Array.isArray(m.detail.alerts)) {
+      // the host's current alerts; keep resolved ones we already show
+      for (const a of m.detail.alerts) alerts.set(a.id, a);
+      renderAlerts();
+    }
   }));
   offs.push(live.on('alert', (m) => {
     const a = m.alert;

@@ -14,7 +14,9 @@ const OVERSCAN = 8;
 const SPARK_BATCH = 50;
 const STATE_RANK = {critical: 0, warning: 1, down: 2, up: 3};
 
-const netText = (r) => (r.netRx == null && r.netTx == null ? fmt.NONE : `↓${fmt.rate(r.netRx)} ↑${fmt.rate(r.netTx)}`);
+const nb = (t) => t.replace(/ /g, '\u00a0');
+// Two rates that wrap onto two lines at the space between them.
+const netText = (r) => (r.netRx == null && r.netTx == null ? fmt.NONE : `↓${nb(fmt.rate(r.netRx))} ↑${nb(fmt.rate(r.netTx))}`);
 
 const COLS = [
   {key: 'state', label: 'State', col: 'c-state'},
@@ -68,7 +70,7 @@ export function hostsScreen(root, params = {}) {
   let viewDirty = true;
   let sort = {key: null, dir: 1};
   let filter = {words: [], labels: []};
-  let stateFilter = params.state || 'all';
+  let stateFilter = ['up', 'warning', 'critical', 'down'].includes(params.state) ? params.state : 'all';
   let groupFilter = params.group || 'all';
   let rowH = 34;
   let measured = false;
@@ -84,7 +86,8 @@ export function hostsScreen(root, params = {}) {
   const filterInput = h('input', {id: 'hosts-filter', class: 'filter', type: 'search', placeholder: 'Filter: name, group, label or key=value',
     'aria-label': 'Filter hosts', autocomplete: 'off', spellcheck: 'false', value: params.q || ''});
   const stateSelect = h('select', {id: 'hosts-state', 'aria-label': 'State'},
-    ['all', 'up', 'warning', 'critical', 'down'].map((s) => h('option', {value: s}, s === 'all' ? 'All states' : s)));
+    [['all', 'All states'], ['up', 'Up'], ['warning', 'Warning'], ['critical', 'Critical'], ['down', 'Down']]
+      .map(([v, label]) => h('option', {value: v}, label)));
   stateSelect.value = stateFilter;
   const groupSelect = h('select', {id: 'hosts-group', 'aria-label': 'Group'}, h('option', {value: 'all'}, 'All groups'));
   const count = h('span', {id: 'hosts-count', class: 'count', 'aria-live': 'polite'}, '');
@@ -136,7 +139,7 @@ export function hostsScreen(root, params = {}) {
     const have = [...groupSelect.options].slice(1).map((o) => o.value);
     if (have.length === sorted.length && have.every((g, i) => g === sorted[i])) return;
     const keep = groupSelect.value;
-    groupSelect.replaceChildren(h('option', {value: 'all'}, 'All groups'), sorted.map((g) => h('option', {value: g}, g)));
+    groupSelect.replaceChildren(h('option', {value: 'all'}, 'All groups'), ...sorted.map((g) => h('option', {value: g}, g)));
     if (groupFilter !== 'all' && !groups.has(groupFilter)) groupSelect.append(h('option', {value: groupFilter}, groupFilter));
     groupSelect.value = groupFilter !== 'all' ? groupFilter : keep;
   }
@@ -187,7 +190,7 @@ export function hostsScreen(root, params = {}) {
       if (c.spark) {
         cell.canvas = sparkCanvas();
         cell.text = h('span', {class: 'v'});
-        td.append(cell.canvas, cell.text);
+        td.append(h('div', {class: 'mc'}, cell.canvas, cell.text));
       }
       tr._cells[c.key] = cell;
       tr.append(td);
@@ -229,6 +232,12 @@ export function hostsScreen(root, params = {}) {
 
   function schedule() {
     if (!frame && alive) frame = requestAnimationFrame(render);
+  }
+
+  // User actions (sort, filter) render at once; scrolling and live updates once per frame.
+  function renderNow() {
+    if (frame) cancelAnimationFrame(frame);
+    render();
   }
 
   function render() {
@@ -327,7 +336,8 @@ export function hostsScreen(root, params = {}) {
       else th.removeAttribute('aria-sort');
     }
     viewDirty = true;
-    schedule();
+    scroller.scrollTop = 0;
+    renderNow();
   }
 
   headRow.addEventListener('click', (ev) => {
@@ -335,27 +345,27 @@ export function hostsScreen(root, params = {}) {
     if (th) setSort(th.getAttribute('data-sort'));
   });
 
-  let filterTimer = null;
-  filterInput.addEventListener('input', () => {
-    clearTimeout(filterTimer);
-    filterTimer = setTimeout(() => {
-      filter = parseFilter(filterInput.value);
-      viewDirty = true;
-      scroller.scrollTop = 0;
-      schedule();
-    }, 80);
-  });
+  // Filtering 1,000 rows takes a millisecond or two: apply on every keystroke.
+  const applyFilter = () => {
+    const next = parseFilter(filterInput.value);
+    if (JSON.stringify(next) === JSON.stringify(filter)) return;
+    filter = next;
+    viewDirty = true;
+    scroller.scrollTop = 0;
+    renderNow();
+  };
+  for (const ev of ['input', 'change', 'search']) filterInput.addEventListener(ev, applyFilter);
   stateSelect.addEventListener('change', () => {
     stateFilter = stateSelect.value;
     viewDirty = true;
     scroller.scrollTop = 0;
-    schedule();
+    renderNow();
   });
   groupSelect.addEventListener('change', () => {
     groupFilter = groupSelect.value;
     viewDirty = true;
     scroller.scrollTop = 0;
-    schedule();
+    renderNow();
   });
   scroller.addEventListener('scroll', schedule, {passive: true});
   const ro = new ResizeObserver(schedule);
@@ -395,7 +405,7 @@ export function hostsScreen(root, params = {}) {
       queued = [];
       refreshGroups();
       viewDirty = true;
-      schedule();
+      renderNow();
     } catch (e) {
       if (alive && e.status !== 401) notice.replaceChildren(errorNotice(e, 'the hosts'));
     }
@@ -411,7 +421,6 @@ export function hostsScreen(root, params = {}) {
       offs.forEach((f) => f());
       ro.disconnect();
       clearTimeout(sparkTimer);
-      clearTimeout(filterTimer);
       if (frame) cancelAnimationFrame(frame);
     },
   };
