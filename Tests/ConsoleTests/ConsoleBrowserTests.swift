@@ -98,11 +98,11 @@ import Testing
     let result = try await Harness.runDetached(
       "/usr/bin/env", ["python3", script],
       environment: [
-          "CONSOLE_URL": "http://127.0.0.1:\(port)", "CONSOLE_USER": "ada", "CONSOLE_PASSWORD": "correct horse battery",
-          "CONSOLE_VIEWER": "vic", "CONSOLE_VIEWER_PASSWORD": "viewer password 1",
-          "CONSOLE_VIEWER_SECRET": secret ?? "", "CONSOLE_HOSTS": "web-01,web-02,db-01",
-          "CONSOLE_STOP_PID": "\(processes["db-01"]!.processIdentifier)", "CONSOLE_STOP_HOST": "db-01",
-          "CONSOLE_ARTIFACTS": artifacts.path,
+        "CONSOLE_URL": "http://127.0.0.1:\(port)", "CONSOLE_USER": "ada", "CONSOLE_PASSWORD": "correct horse battery",
+        "CONSOLE_VIEWER": "vic", "CONSOLE_VIEWER_PASSWORD": "viewer password 1",
+        "CONSOLE_VIEWER_SECRET": secret ?? "", "CONSOLE_HOSTS": "web-01,web-02,db-01",
+        "CONSOLE_STOP_PID": "\(processes["db-01"]!.processIdentifier)", "CONSOLE_STOP_HOST": "db-01",
+        "CONSOLE_ARTIFACTS": artifacts.path,
       ])
     print(result.output)
     #expect(result.status == 0, "browser test failed:\n\(result.output)")

@@ -190,7 +190,8 @@ public final class Fleet: Sendable {
     let st = stateName(h, alerts: alerts, nowMs: nowMs)
     return HostRow(
       name: h.status.name, state: st, online: st != "down", lastSeen: h.lastSeenMs == 0 ? nil : h.lastSeenMs,
-      intervalMs: Int(h.latest?.batch?.intervalMs ?? h.status.intervalMs), labels: labelMap(h.status.labels), groups: h.status.groups, os: os,
+      intervalMs: Int(h.latest?.batch?.intervalMs ?? h.status.intervalMs), labels: labelMap(h.status.labels),
+      groups: h.status.groups, os: os,
       cpu: h.values.cpu, memory: h.values.memory, load1: h.values.load1, disk: h.values.disk, netRx: h.values.netRx,
       netTx: h.values.netTx, temperature: h.values.temperature, gpu: h.values.gpu)
   }
