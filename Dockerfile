@@ -3,14 +3,15 @@
 # libcurl: the notifier's HTTP client (FoundationNetworking) for ntfy, Telegram
 # and webhooks. qrencode and libjs-dygraphs: the console's TOTP QR codes and
 # charts.
-FROM docker.io/library/swift:6.1-bookworm AS build
+# 6.3: hummingbird-auth needs tools 6.2 or later.
+FROM docker.io/library/swift:6.3-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
       libnats-dev libpq-dev libprotobuf-c-dev pkg-config && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN swift build -c release --static-swift-stdlib \
-      --product ingest --product command-router --product notifier --product twin-service --product console \
-      --product mirrorctl
+# One product per `swift build` (a second --product replaces the first).
+RUN for p in ingest command-router notifier twin-service console mirrorctl; do \
+      swift build -c release --static-swift-stdlib --product "$p" || exit 1; done
 RUN mkdir -p /out/bin /out/share && for p in ingest command-router notifier twin-service console mirrorctl; do \
       cp "$(swift build -c release --show-bin-path)/$p" /out/bin/; done && \
     cp -r Sources/ConsoleCore/Public /out/share/console

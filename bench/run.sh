@@ -394,7 +394,9 @@ if [[ $what == console || $what == all ]]; then
   # published on metrics.raw.<host> until the hosts page shows its value, in
   # headless Chromium; (3) the console's CPU and RSS with 1,000 simulated
   # hosts live and 20 live streams watching the hosts screen.
-  swift build -c release --product ingest --product console --product mirrorctl 2>&1 | grep -E "error|warning:" || true
+  for product in ingest console mirrorctl; do
+    swift build -c release --product "$product" 2>&1 | grep -E "error|warning:" || true
+  done
   rel=$(swift build -c release --show-bin-path)
   if [[ -z "${nats_pid:-}" ]] || ! kill -0 "$nats_pid" 2>/dev/null; then
     port=$(free_port)
@@ -421,7 +423,8 @@ if [[ $what == console || $what == all ]]; then
   wait_port "$web"
   url="http://127.0.0.1:$web"
   sleep 2
-  "$rel/mirrorctl" users add bench --role viewer --password-file <(echo "bench password") --database-url "$db" >/dev/null
+  echo "bench password" >"$work/bench.password"
+  "$rel/mirrorctl" users add bench --role viewer --password-file "$work/bench.password" --database-url "$db" >/dev/null
   read -r cookie _ < <(python3 bench/console_bench.py login "$url" bench "bench password")
 
   # (2) first, on a quiet console: one host, a batch every 1.5 s.

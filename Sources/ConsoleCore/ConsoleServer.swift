@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 public import Logging
+import Metrics
 public import MirrorService
 public import MirrorStore
 public import ServiceLifecycle
@@ -21,6 +22,8 @@ public struct ConsoleSettings: Sendable {
   public var liveThrottle: Duration = .milliseconds(500)
   public var liveWriteTimeout: Duration = .seconds(30)
   public var refresh: Duration = .seconds(30)
+  public var liveSessionCheck: Duration = .seconds(10)
+  public var auditRetention: Duration = .seconds(365 * 86_400)
   public init() {}
 
   public init(config c: ConfigValues) throws(ConfigError) {
@@ -38,6 +41,8 @@ public struct ConsoleSettings: Sendable {
     liveThrottle = try c.duration("console.live-throttle", default: liveThrottle)
     liveWriteTimeout = try c.duration("console.live-write-timeout", default: liveWriteTimeout)
     refresh = try c.duration("console.refresh", default: refresh)
+    liveSessionCheck = try c.duration("console.live-session-check", default: liveSessionCheck)
+    auditRetention = try c.duration("console.audit-retention", default: auditRetention)
   }
 
   /// Where the front end's files are.
@@ -55,6 +60,7 @@ public final class ConsoleServer: Service, Sendable {
   public let fleet: Fleet
   let feed: FleetFeed
   let sessions: Sessions
+  let accounts: Accounts
   let logger: Logger
 
   public init(settings: ConsoleSettings, bus: BusService, database: PostgresClient, logger: Logger) {
@@ -65,12 +71,14 @@ public final class ConsoleServer: Service, Sendable {
     let rpc = ConsoleRPC(bus: bus)
     feed = FleetFeed(fleet: fleet, bus: bus, rpc: rpc, refresh: settings.refresh, logger: logger)
     let accounts = Accounts(database: database)
+    self.accounts = accounts
     sessions = Sessions(database: database, ttl: settings.sessionTTL, idleTimeout: settings.idleTimeout)
     let login = Login(accounts: accounts, sessions: sessions, settings: settings.login, logger: logger)
     let api = ConsoleAPI(
       fleet: fleet, rpc: rpc, login: login, sessions: sessions, settings: settings, logger: logger)
     let live = LiveStream(
-      fleet: fleet, api: api, throttle: settings.liveThrottle, writeTimeout: settings.liveWriteTimeout, logger: logger)
+      fleet: fleet, api: api, sessions: sessions, recheck: settings.liveSessionCheck, throttle: settings.liveThrottle,
+      writeTimeout: settings.liveWriteTimeout, logger: logger)
     let router = Self.router(api: api, live: live, sessions: sessions, settings: settings, logger: logger)
     let wsRouter = Router(context: ConsoleContext.self)
     wsRouter.add(middleware: SessionMiddleware(sessions: sessions, required: false))
@@ -98,11 +106,14 @@ public final class ConsoleServer: Service, Sendable {
       middleware: FileMiddleware(
         settings.publicDirectory, cacheControl: .init([(MediaType(type: .any), [.noCache])]), searchForIndexHtml: true,
         logger: logger))
-    router.add(
-      middleware: FileMiddleware(
-        settings.vendorDirectory, urlBasePath: "/vendor",
-        cacheControl: .init([(MediaType(type: .any), [.maxAge(86_400)])]),
-        logger: logger))
+    // Only the libraries the pages load: every other page of
+    // /usr/share/javascript would be same-origin script the CSP allows.
+    for library in ["dygraphs"] {
+      router.add(
+        middleware: FileMiddleware(
+          "\(settings.vendorDirectory)/\(library)", urlBasePath: "/vendor/\(library)",
+          cacheControl: .init([(MediaType(type: .any), [.maxAge(86_400)])]), logger: logger))
+    }
     router.get("/healthz") { _, _ in "ok" }
 
     let open = router.group("/api/v1/session")
@@ -129,22 +140,30 @@ public final class ConsoleServer: Service, Sendable {
   }
 
   public func run() async throws {
-    let (feed, sessions, logger) = (self.feed, self.sessions, self.logger)
+    let (feed, sessions, accounts, logger) = (self.feed, self.sessions, self.accounts, self.logger)
+    let retention = settings.auditRetention
     logger.info(
       "console listening",
       metadata: ["url": "http://\(settings.host):\(settings.port)/", "static": "\(settings.publicDirectory)"])
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await feed.run() }
       group.addTask {
-        while !Task.isCancelled {
-          try? await Task.sleep(for: .seconds(600))
-          do { try await sessions.purgeExpired() } catch {
-            logger.warning("expired sessions not purged", metadata: ["error": "\(error)"])
+        try await cancelWhenGracefulShutdown {
+          while !Task.isCancelled {
+            do {
+              try await sessions.purgeExpired()
+              try await accounts.purgeAudit(olderThan: retention)
+            } catch {
+              Counter(label: "console_housekeeping_failures_total").increment()
+              logger.warning("expired sessions or old audit not purged", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: .seconds(600))
           }
         }
       }
-      group.addTask { try await self.app.run() }
-      _ = try await group.next()
+      // The web server drains its requests on graceful shutdown; the rest
+      // stops after it.
+      try await self.app.run()
       group.cancelAll()
     }
   }

@@ -129,7 +129,9 @@ import Testing
       // The next login needs a current code; the one just used is spent.
       let second = ConsoleClient(port: port)
       let again = try await second.login("ada", "correct horse battery", secret: &secret)
-      #expect(again.status == 401 && again.json["error"] as? String == "invalid_totp", "\(again.text)")
+      // Refused as a wrong password is (the browser learns nothing about
+      // which factor failed); the audit says which.
+      #expect(again.status == 401 && again.json["error"] as? String == "invalid_credentials", "\(again.text)")
       let audit = try db.connect().query(
         "SELECT action, outcome FROM console_audit WHERE user_name = 'ada' ORDER BY id")
       let trail = try audit.rows.map { "\(try $0.decode(String.self, 0)):\(try $0.decode(String.self, 1))" }
@@ -153,7 +155,7 @@ import Testing
       let other = ConsoleClient(port: port)
       let wrongCode = try await other.send(
         "POST", "/api/v1/session", json: ["user": "lock", "password": "lock password 1", "code": "000000"])
-      #expect(wrongCode.status == 401 && wrongCode.json["error"] as? String == "invalid_totp")
+      #expect(wrongCode.status == 401 && wrongCode.json["error"] as? String == "invalid_credentials")
       for _ in 0..<9 {
         let a = try await other.send(
           "POST", "/api/v1/session", json: ["user": "lock", "password": "wrong", "code": ""])
@@ -182,6 +184,11 @@ import Testing
           try await browser.send("POST", "/api/v1/session", json: ["user": "nobody\(i)", "password": "x"]).status)
       }
       #expect(statuses == [401, 401, 401, 401, 401, 429, 429])
+      // Refused attempts are counted, not written one by one to the audit.
+      let rows = try db.connect().query("SELECT outcome, count(*) FROM console_audit GROUP BY 1")
+      let audit = try Dictionary(
+        uniqueKeysWithValues: rows.rows.map { (try $0.decode(String.self, 0), try $0.decode(Int.self, 1)) })
+      #expect(audit == ["invalid_credentials": 5], "\(audit)")
     }
   }
 
@@ -241,13 +248,20 @@ import Testing
       let upstream = try await browser.send("GET", "/api/v1/hosts/node1/series?metric=cpu_percent")
       #expect(upstream.status == 502 && upstream.json["error"] as? String == "unavailable", "\(upstream.text)")
 
+      // Garbage, a batch for another host than its subject and one with a
+      // name no host can have are dropped (and counted); the feed goes on.
       try bus.publish("metrics.normalized.evil", payload: [0xff, 0xff, 0xff])
-      try await publishBatch(bus, host: "evil<img src=x onerror=alert(1)>", cpu: 42)
-      #expect(await Harness.waitUntil { console.fleet.hostNames.contains("evil<img src=x onerror=alert(1)>") })
+      try await publishBatch(bus, host: "evil<img src=x onerror=alert(1)>", subject: "metrics.normalized.evil", cpu: 1)
+      try await publishBatch(bus, host: "node9", subject: "metrics.normalized.node1", cpu: 2)
+      try await publishBatch(bus, host: "good-01", subject: "metrics.normalized.good-01", cpu: 42)
+      #expect(await Harness.waitUntil { console.fleet.hostNames.contains("good-01") })
+      #expect(Set(console.fleet.hostNames).isDisjoint(with: ["evil<img src=x onerror=alert(1)>", "node9"]))
       let hosts = try await browser.send("GET", "/api/v1/hosts")
       let rows = try #require(hosts.json["hosts"] as? [[String: Any]])
-      let evil = try #require(rows.first { ($0["name"] as? String)?.hasPrefix("evil") == true })
-      #expect(evil["name"] as? String == "evil<img src=x onerror=alert(1)>" && evil["cpu"] as? Double == 42)
+      #expect(rows.first { $0["name"] as? String == "good-01" }?["cpu"] as? Double == 42)
+      // Only the chart library is served from /usr/share/javascript.
+      #expect(try await browser.send("GET", "/vendor/dygraphs/dygraph.min.js").status == 200)
+      #expect(try await browser.send("GET", "/vendor/jquery/jquery.js").status == 404)
     }
   }
 
@@ -265,10 +279,34 @@ import Testing
     }
   }
 
+  @Test func aLiveStreamEndsWithItsSession() async throws {
+    try await withConsole({ $0.liveSessionCheck = .milliseconds(200) }) { port, _, _ in
+      let browser = ConsoleClient(port: port)
+      var secret: String?
+      #expect(try await browser.login("ada", "correct horse battery", secret: &secret).status == 200)
+      let cookie = try #require(browser.cookie)
+      let fd = try #require(Harness.connectTCP(port))
+      defer { close(fd) }
+      #expect(Self.upgrade(fd: fd, port: port, cookie: cookie, origin: nil).hasPrefix("HTTP/1.1 101"))
+      #expect(try await browser.send("POST", "/api/v1/session/logout").status == 204)
+      // The server closes the socket: recv reaches the end within seconds.
+      var timeout = timeval(tv_sec: 10, tv_usec: 0)
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+      let started = ContinuousClock.now
+      var buffer = [UInt8](repeating: 0, count: 4096)
+      while recv(fd, &buffer, buffer.count, 0) > 0 {}
+      #expect(ContinuousClock.now - started < .seconds(5))
+    }
+  }
+
   /// A WebSocket handshake by hand; returns the status line.
   static func upgrade(_ port: Int, cookie: String?, origin: String?) -> String {
     guard let fd = Harness.connectTCP(port) else { return "no connection" }
     defer { close(fd) }
+    return upgrade(fd: fd, port: port, cookie: cookie, origin: origin)
+  }
+
+  static func upgrade(fd: Int32, port: Int, cookie: String?, origin: String?) -> String {
     var request =
       "GET /api/v1/live HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
       + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -283,13 +321,13 @@ import Testing
     return String(decoding: buffer[0..<n], as: UTF8.self).components(separatedBy: "\r\n").first ?? ""
   }
 
-  func publishBatch(_ bus: BusConnection, host: String, cpu: Double) async throws {
+  func publishBatch(_ bus: BusConnection, host: String, subject: String, cpu: Double) async throws {
     let batch = NormalizedBatch(
       batch: MetricsBatch(
         host: host, bootId: "b", sequence: 1, collectedAtUnixMs: Date().unixMilliseconds, intervalMs: 5_000,
         cpu: CpuStats(load1: 0.5)),
       cpuPercent: cpu, memoryUsedPercent: 10)
-    try bus.publish("metrics.normalized.x", batch)
+    try bus.publish(subject, batch)
     try await bus.flush()
   }
 }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Metrics
 import MirrorService
 import MirrorWire
 import Synchronization
@@ -15,8 +16,10 @@ struct ConsoleAPI: Sendable {
   let sessions: Sessions
   let settings: ConsoleSettings
   let logger: Logger
-  let overviewCache = Cache<Overview.Fleet>()
-  let commandsCache = Cache<[CommandSummary]>()
+  let historyCache = Cache<Overview.Fleet>(what: "fleet history")
+  let commandsCache = Cache<[CommandSummary]>(what: "recent commands")
+  /// One overview for every browser watching it, made at most this often.
+  let overviewCache = Cache<Overview>(what: "overview")
 
   // MARK: Session
 
@@ -149,7 +152,15 @@ struct ConsoleAPI: Sendable {
   func host(_ request: Request, _ context: ConsoleContext) async throws -> HostAnswer {
     let name = try context.parameters.require("name")
     guard let d = fleet.detail(name) else { throw APIError.notFound("no host '\(name)'") }
-    let commands = (try? await rpc.commands(host: name, limit: 20).commands.map(CommandSummary.init)) ?? []
+    let commands: [CommandSummary]
+    do {
+      commands = try await rpc.commands(host: name, limit: 20).commands.map(CommandSummary.init)
+    } catch {
+      // The page shows the host without its history rather than nothing.
+      Counter(label: "console_upstream_failures_total", dimensions: [("path", "commands.list")]).increment()
+      logger.warning("commands.list failed", metadata: ["host": "\(name)", "error": "\(error)"])
+      commands = []
+    }
     return HostAnswer(
       host: d.row, info: d.status.info.map { HostInfoView(d.status, $0) }, latest: d.latest.map(LatestView.init),
       alerts: d.alerts.map(AlertView.init), commands: commands)
@@ -254,26 +265,41 @@ struct ConsoleAPI: Sendable {
   }
 
   func overview() async -> Overview {
-    let rows = fleet.rows()
-    let history = await overviewCache.value(maxAge: .seconds(30)) { try await fleetHistory(hosts: rows.count) }
-    let commands = await commandsCache.value(maxAge: .seconds(5)) {
-      try await rpc.commands(limit: 10).commands.map(CommandSummary.init)
+    let made = await overviewCache.value(maxAge: settings.liveThrottle, logger: logger) {
+      let rows = fleet.rows()
+      let history = await historyCache.value(maxAge: .seconds(30), logger: logger) {
+        try await fleetHistory(hosts: rows.map(\.name))
+      }
+      let commands = await commandsCache.value(maxAge: .seconds(5), logger: logger) {
+        try await rpc.commands(limit: 10).commands.map(CommandSummary.init)
+      }
+      return Overview(
+        rows: rows, alerts: fleet.openAlerts,
+        fleet: history ?? Overview.Fleet(stepMs: 60_000, cpu: [], rx: [], tx: []), commands: commands ?? [])
     }
-    return Overview(
-      rows: rows, alerts: fleet.openAlerts, fleet: history ?? Overview.Fleet(stepMs: 60_000, cpu: [], rx: [], tx: []),
-      commands: commands ?? [])
+    return made
+      ?? Overview(
+        rows: fleet.rows(), alerts: fleet.openAlerts, fleet: .init(stepMs: 60_000, cpu: [], rx: [], tx: []),
+        commands: [])
   }
 
   /// Fleet-wide CPU (mean of the hosts) and network (sum) over the last
-  /// hour, by minute.
-  func fleetHistory(hosts: Int) async throws -> Overview.Fleet {
+  /// hour, by minute; asked for 50 hosts at a time, so each answer stays
+  /// under metrics.query's point cap and the message size limit.
+  func fleetHistory(hosts: [String]) async throws -> Overview.Fleet {
     let end = Date().unixMilliseconds
     let start = end - 3_600_000
     func query(_ metric: String) async throws -> [Int64: (sum: Double, n: Int)] {
-      let answer = try await rpc.query(
-        MetricsQueryRequest(hosts: [], metric: metric, startUnixMs: start, endUnixMs: end, stepSeconds: 60))
+      var series: [Series] = []
+      for chunk in stride(from: 0, to: hosts.count, by: 50) {
+        series += try await rpc.query(
+          MetricsQueryRequest(
+            hosts: Array(hosts[chunk..<min(chunk + 50, hosts.count)]), metric: metric, startUnixMs: start,
+            endUnixMs: end, stepSeconds: 60)
+        ).series
+      }
       var buckets: [Int64: (sum: Double, n: Int)] = [:]
-      for s in answer.series where s.key != "lo" {
+      for s in series where s.key != "lo" {
         for p in s.points {
           let b = buckets[p.bucketUnixMs] ?? (0, 0)
           buckets[p.bucketUnixMs] = (b.sum + p.average, b.n + 1)
@@ -343,16 +369,25 @@ struct Overview: ResponseEncodable {
 }
 
 /// One value computed now and then: callers within `maxAge` share it; a
-/// failure is logged by nobody and answered with the last good value.
+/// failure is logged and counted, and answered with the last good value.
 final class Cache<Value: Sendable>: Sendable {
   private let state = Mutex<(value: Value?, at: ContinuousClock.Instant?)>((nil, nil))
+  let what: String
 
-  func value(maxAge: Duration, _ make: @Sendable () async throws -> Value) async -> Value? {
+  init(what: String) { self.what = what }
+
+  func value(maxAge: Duration, logger: Logger, _ make: @Sendable () async throws -> Value) async -> Value? {
     let now = ContinuousClock.now
     let (old, at) = state.withLock { ($0.value, $0.at) }
     if let old, let at, now - at < maxAge { return old }
-    guard let fresh = try? await make() else { return old }
-    state.withLock { $0 = (fresh, now) }
-    return fresh
+    do {
+      let fresh = try await make()
+      state.withLock { $0 = (fresh, now) }
+      return fresh
+    } catch {
+      Counter(label: "console_upstream_failures_total", dimensions: [("path", what)]).increment()
+      logger.warning("cannot refresh", metadata: ["what": "\(what)", "error": "\(error)"])
+      return old
+    }
   }
 }

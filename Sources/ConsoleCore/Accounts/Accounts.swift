@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HummingbirdBcrypt
 public import MirrorStore
+import NIOPosix
 
 /// A user as the console's login sees it.
 public struct Account: Sendable, Hashable {
@@ -52,14 +53,27 @@ public struct Accounts: Sendable {
     Bcrypt.verify(password, hash: hash)
   }
 
+  /// `verifyPassword` on NIO's thread pool: a quarter second of CPU that
+  /// must not hold a thread of the cooperative pool (the live streams and
+  /// the bus loops run there).
+  static func verifyOffPool(_ password: String, hash: String) async throws -> Bool {
+    try await NIOThreadPool.singleton.runIfActive { verifyPassword(password, hash: hash) }
+  }
+
   public func find(_ name: String) async throws -> Account? {
+    try await find(where: "u.name = $1", name)
+  }
+
+  func find(id: Int64) async throws -> Account? { try await find(where: "u.id = $1", id) }
+
+  private func find(where condition: String, _ key: any PGEncodable) async throws -> Account? {
     let rows = try await database.query(
       """
       SELECT u.id, u.name, u.display_name, u.password_hash, u.totp_secret, u.totp_enrolled, u.totp_last_step,
              u.disabled, u.failed_logins, (extract(epoch FROM u.locked_until) * 1000)::bigint,
              coalesce(string_agg(r.role, ',' ORDER BY r.role), '')
-      FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.name = $1 GROUP BY u.id
-      """, [name])
+      FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE \(condition) GROUP BY u.id
+      """, [key])
     guard let row = rows.rows.first else { return nil }
     return Account(
       id: try row.decode(Int64.self, 0), name: try row.decode(String.self, 1),
@@ -114,18 +128,27 @@ public struct Accounts: Sendable {
   func recordFailure(userID: Int64, maxFailures: Int, lockout: Duration) async throws -> Bool {
     let rows = try await database.query(
       """
-      UPDATE users SET failed_logins = failed_logins + 1,
-        locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + make_interval(secs => $3) ELSE locked_until END
+      UPDATE users SET
+        failed_logins = CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END,
+        locked_until = CASE
+          WHEN (CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END) >= $2
+            THEN now() + make_interval(secs => $3)
+          WHEN locked_until <= now() THEN NULL ELSE locked_until END
       WHERE id = $1 RETURNING failed_logins >= $2
       """, [userID, maxFailures, Double(lockout.components.seconds)])
     return try rows.rows.first?.decode(Bool.self, 0) ?? false
   }
 
   /// A successful login: failures forgotten, and the TOTP step used up.
-  func recordSuccess(userID: Int64, totpStep: Int64) async throws {
-    _ = try await database.query(
-      "UPDATE users SET failed_logins = 0, locked_until = NULL, totp_last_step = $2 WHERE id = $1",
-      [userID, totpStep])
+  /// False when another request used this step (or a later one) first: two
+  /// logins racing with one code get one session.
+  func recordSuccess(userID: Int64, totpStep: Int64) async throws -> Bool {
+    try await !database.query(
+      """
+      UPDATE users SET failed_logins = 0, locked_until = NULL, totp_last_step = $2
+      WHERE id = $1 AND totp_last_step < $2 AND (locked_until IS NULL OR locked_until <= now()) RETURNING id
+      """, [userID, totpStep]
+    ).rows.isEmpty
   }
 
   /// A new, not yet confirmed TOTP secret for the user.
@@ -136,10 +159,19 @@ public struct Accounts: Sendable {
     return secret
   }
 
-  func confirmEnrolment(userID: Int64, step: Int64) async throws {
+  func confirmEnrolment(userID: Int64, step: Int64) async throws -> Bool {
+    try await !database.query(
+      """
+      UPDATE users SET totp_enrolled = true, totp_last_step = $2, failed_logins = 0
+      WHERE id = $1 AND NOT totp_enrolled AND totp_last_step < $2 RETURNING id
+      """, [userID, step]
+    ).rows.isEmpty
+  }
+
+  /// Audit lines older than `age` go.
+  func purgeAudit(olderThan age: Duration) async throws {
     _ = try await database.query(
-      "UPDATE users SET totp_enrolled = true, totp_last_step = $2, failed_logins = 0 WHERE id = $1",
-      [userID, step])
+      "DELETE FROM console_audit WHERE at < now() - make_interval(secs => $1)", [Double(age.components.seconds)])
   }
 
   /// One line of the console's audit trail.

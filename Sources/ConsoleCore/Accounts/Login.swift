@@ -20,12 +20,17 @@ public struct LoginRefusal: Error, Sendable, Equatable {
   public var status: Int
   public static let invalidCredentials = LoginRefusal(
     code: "invalid_credentials", message: "wrong user name or password", status: 401)
+  /// A wrong code answers as a wrong password does (the browser learns
+  /// nothing about which factor failed); the audit and the counter say
+  /// `invalid_totp`.
   public static let invalidTOTP = LoginRefusal(
-    code: "invalid_totp", message: "the code is wrong or already used", status: 401)
+    code: "invalid_credentials", message: "wrong user name, password or code", status: 401)
   public static let locked = LoginRefusal(
     code: "locked", message: "too many failed logins: the account is locked for a while", status: 423)
   public static let rateLimited = LoginRefusal(
     code: "rate_limited", message: "too many login attempts from this address; wait a minute", status: 429)
+  public static let busy = LoginRefusal(
+    code: "busy", message: "too many logins at once; try again in a moment", status: 429)
 }
 
 /// Password + TOTP login with per-user lockout and per-address rate limit;
@@ -43,6 +48,10 @@ public final class Login: Sendable {
   let settings: Settings
   let logger: Logger
   private let attempts = Mutex<[String: [ContinuousClock.Instant]]>([:])
+  /// Password checks running now: each is a quarter second of a core, so
+  /// at most `maxConcurrentChecks` at once, the rest refused (429).
+  private let checking = Mutex(0)
+  static let maxConcurrentChecks = 4
   /// Verifying a password against a dummy hash when the user does not
   /// exist keeps a missing user as slow as a wrong password.
   private static let dummyHash = Accounts.hashPassword("not a real password")
@@ -77,28 +86,39 @@ public final class Login: Sendable {
   public func attempt(user: String, password: String, code: String, address: String, userAgent: String) async throws
     -> LoginOutcome
   {
-    func refuse(_ r: LoginRefusal, _ detail: String = "") async throws -> LoginOutcome {
-      Self.count(r.code)
-      logger.notice(
-        "login refused", metadata: ["user": "\(user)", "address": "\(address)", "reason": "\(r.code)"])
-      try await accounts.audit(user: user, address: address, action: "login", outcome: r.code, detail: detail)
+    // What a refusal writes names the user only when it is a user name: a
+    // hostile body is not copied into the log or the audit.
+    let named = Accounts.isValidName(user) ? user : "<invalid>"
+    func refuse(_ r: LoginRefusal, _ outcome: String? = nil, _ detail: String = "") async throws -> LoginOutcome {
+      let outcome = outcome ?? r.code
+      Self.count(outcome)
+      logger.notice("login refused", metadata: ["user": "\(named)", "address": "\(address)", "reason": "\(outcome)"])
+      try await accounts.audit(user: named, address: address, action: "login", outcome: outcome, detail: detail)
       return .refused(r)
     }
-    guard admit(address) else { return try await refuse(.rateLimited) }
+    guard admit(address) else {
+      // Counted, logged once a minute at most per address by `admit`'s
+      // window: no audit row per refused attempt (a flood would fill it).
+      Self.count(LoginRefusal.rateLimited.code)
+      return .refused(.rateLimited)
+    }
     guard Accounts.isValidName(user), password.utf8.count <= 1024, let account = try await accounts.find(user),
       let hash = account.passwordHash, !account.disabled
     else {
-      _ = Accounts.verifyPassword(password, hash: Self.dummyHash)
-      return try await refuse(.invalidCredentials, "unknown or disabled user")
+      _ = try await checkPassword(password, hash: Self.dummyHash)
+      return try await refuse(.invalidCredentials, nil, "unknown or disabled user")
     }
     if let until = account.lockedUntilMs, until > Date().unixMilliseconds {
       return try await refuse(.locked)
     }
-    let passwordOK = Accounts.verifyPassword(password, hash: hash)
+    guard let passwordOK = try await checkPassword(password, hash: hash) else {
+      Self.count(LoginRefusal.busy.code)
+      return .refused(.busy)
+    }
     guard passwordOK else {
       let locked = try await accounts.recordFailure(
         userID: account.id, maxFailures: settings.maxFailures, lockout: settings.lockout)
-      return try await refuse(locked ? .locked : .invalidCredentials, "wrong password")
+      return try await refuse(locked ? .locked : .invalidCredentials, nil, "wrong password")
     }
     if !account.totpEnrolled {
       let secret = try await accounts.beginEnrolment(userID: account.id)
@@ -109,13 +129,13 @@ public final class Login: Sendable {
       return .enrol(token: token, csrf: csrf, otpauth: TOTPCode.uri(secret: secret, user: user))
     }
     guard let secret = account.totpSecret,
-      let step = TOTPCode.verify(code, secret: secret, after: account.totpLastStep)
+      let step = TOTPCode.verify(code, secret: secret, after: account.totpLastStep),
+      try await accounts.recordSuccess(userID: account.id, totpStep: step)
     else {
       let locked = try await accounts.recordFailure(
         userID: account.id, maxFailures: settings.maxFailures, lockout: settings.lockout)
-      return try await refuse(locked ? .locked : .invalidTOTP, "wrong code")
+      return try await refuse(locked ? .locked : .invalidTOTP, locked ? "locked" : "invalid_totp", "wrong code")
     }
-    try await accounts.recordSuccess(userID: account.id, totpStep: step)
     let (token, csrf) = try await sessions.create(
       userID: account.id, stage: .ready, address: address, userAgent: userAgent)
     Self.count("ok")
@@ -129,14 +149,14 @@ public final class Login: Sendable {
   public func confirmEnrolment(_ session: Session, code: String, address: String, userAgent: String) async throws
     -> LoginOutcome
   {
-    guard session.stage == .enrol, let account = try await accounts.find(session.user), let secret = account.totpSecret,
-      let step = TOTPCode.verify(code, secret: secret, after: account.totpLastStep)
+    guard session.stage == .enrol, let account = try await accounts.find(id: session.userID),
+      let secret = account.totpSecret, let step = TOTPCode.verify(code, secret: secret, after: account.totpLastStep),
+      try await accounts.confirmEnrolment(userID: account.id, step: step)
     else {
-      Self.count(LoginRefusal.invalidTOTP.code)
+      Self.count("invalid_totp")
       try await accounts.audit(user: session.user, address: address, action: "enrol", outcome: "invalid_totp")
       return .refused(.invalidTOTP)
     }
-    try await accounts.confirmEnrolment(userID: account.id, step: step)
     try await sessions.delete(session)
     let (token, csrf) = try await sessions.create(
       userID: account.id, stage: .ready, address: address, userAgent: userAgent)
@@ -152,9 +172,22 @@ public final class Login: Sendable {
     try await accounts.audit(user: session.user, address: address, action: "logout", outcome: "ok")
   }
 
+  /// bcrypt off the cooperative pool, at most `maxConcurrentChecks` at
+  /// once; nil when that many are running.
+  func checkPassword(_ password: String, hash: String) async throws -> Bool? {
+    let admitted = checking.withLock { n -> Bool in
+      guard n < Self.maxConcurrentChecks else { return false }
+      n += 1
+      return true
+    }
+    guard admitted else { return nil }
+    defer { checking.withLock { $0 -= 1 } }
+    return try await Accounts.verifyOffPool(password, hash: hash)
+  }
+
   /// The secret of an enrolment in progress (for its QR code).
   func enrolmentURI(_ session: Session) async throws -> String? {
-    guard session.stage == .enrol, let account = try await accounts.find(session.user), !account.totpEnrolled,
+    guard session.stage == .enrol, let account = try await accounts.find(id: session.userID), !account.totpEnrolled,
       let secret = account.totpSecret
     else { return nil }
     return TOTPCode.uri(secret: secret, user: account.name)

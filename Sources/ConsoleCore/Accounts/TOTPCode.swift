@@ -8,12 +8,13 @@ import HummingbirdOTP
 public enum TOTPCode {
   static let step: Int64 = 30
 
-  /// A secret of 20 characters from the base-32 alphabet: `TOTP` keys HMAC
+  /// A secret of 32 characters from the base-32 alphabet: `TOTP` keys HMAC
   /// with the secret's UTF-8 bytes, and the URI carries those bytes in
-  /// base 32, so any authenticator computes the same codes (100 bits).
+  /// base 32, so any authenticator computes the same codes (160 bits, as
+  /// RFC 4226 recommends).
   static func generateSecret() -> String {
     let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-    return String((0..<20).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })
+    return String((0..<32).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })
   }
 
   /// The `otpauth://` URI an authenticator app scans.

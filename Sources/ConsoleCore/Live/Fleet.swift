@@ -25,6 +25,7 @@ public final class Fleet: Sendable {
     var lastState = ""
 
     mutating func record(_ values: [Double?], atMs: Int64) {
+      guard atMs >= 0 else { return }
       let slot = atMs / Fleet.sparkStepMs
       let i = Int(slot % Int64(Fleet.sparkPoints))
       sparkTimes[i] = slot
@@ -100,7 +101,7 @@ public final class Fleet: Sendable {
   func backfill(metric index: Int, host: String, points: [(ms: Int64, value: Double)]) {
     state.withLock { s in
       guard var h = s.hosts[host] else { return }
-      for p in points {
+      for p in points where p.ms >= 0 {
         let slot = p.ms / Fleet.sparkStepMs
         let i = Int(slot % Int64(Fleet.sparkPoints))
         if h.sparkTimes[i] != slot {
@@ -138,8 +139,9 @@ public final class Fleet: Sendable {
   public func tick(nowMs: Int64 = Date().unixMilliseconds) {
     let changed = state.withLock { s -> [String] in
       var out: [String] = []
+      let worst = Self.worstFiring(s.alerts)
       for (name, h) in s.hosts {
-        let st = stateName(h, alerts: s.alerts, nowMs: nowMs)
+        let st = stateName(h, worst: worst, nowMs: nowMs)
         if st != h.lastState {
           s.hosts[name]?.lastState = st
           out.append(name)
@@ -170,24 +172,32 @@ public final class Fleet: Sendable {
 
   // MARK: Reading
 
-  func stateName(_ h: Host, alerts: [String: Alert], nowMs: Int64) -> String {
-    // The cadence the host keeps now (its batches say), else the one it
-    // registered with.
-    let reported = h.latest?.batch?.intervalMs ?? 0
-    let interval = Int64(reported > 0 ? reported : h.status.intervalMs > 0 ? h.status.intervalMs : 5_000)
-    if h.lastSeenMs == 0 || nowMs - h.lastSeenMs > downAfterIntervals * interval { return "down" }
-    var worst = "up"
-    for a in alerts.values where a.host == h.status.name && a.state == .firing {
-      if a.severity == .critical { return "critical" }
-      if a.severity == .warning { worst = "warning" }
+  /// The worst severity firing for each host.
+  static func worstFiring(_ alerts: [String: Alert]) -> [String: Severity] {
+    var out: [String: Severity] = [:]
+    for a in alerts.values where a.state == .firing && a.severity.rawValue > (out[a.host]?.rawValue ?? 0) {
+      out[a.host] = a.severity
     }
-    return worst
+    return out
   }
 
-  func row(_ h: Host, alerts: [String: Alert], nowMs: Int64) -> HostRow {
+  func stateName(_ h: Host, worst: [String: Severity], nowMs: Int64) -> String {
+    // The cadence the host keeps now (its batches say), else the one it
+    // registered with; a second at least (as the twin and the notifier).
+    let reported = h.latest?.batch?.intervalMs ?? 0
+    let interval = max(Int64(reported > 0 ? reported : h.status.intervalMs > 0 ? h.status.intervalMs : 5_000), 1_000)
+    if h.lastSeenMs == 0 || nowMs - h.lastSeenMs > downAfterIntervals * interval { return "down" }
+    switch worst[h.status.name] {
+    case .critical?: return "critical"
+    case .warning?: return "warning"
+    default: return "up"
+    }
+  }
+
+  func row(_ h: Host, worst: [String: Severity], nowMs: Int64) -> HostRow {
     let info = h.status.info
     let os = [info?.osName ?? "", info?.osVersion ?? ""].filter { !$0.isEmpty }.joined(separator: " ")
-    let st = stateName(h, alerts: alerts, nowMs: nowMs)
+    let st = stateName(h, worst: worst, nowMs: nowMs)
     return HostRow(
       name: h.status.name, state: st, online: st != "down", lastSeen: h.lastSeenMs == 0 ? nil : h.lastSeenMs,
       intervalMs: Int(h.latest?.batch?.intervalMs ?? h.status.intervalMs), labels: labelMap(h.status.labels),
@@ -197,12 +207,18 @@ public final class Fleet: Sendable {
   }
 
   public func rows(nowMs: Int64 = Date().unixMilliseconds) -> [HostRow] {
-    state.withLock { s in s.hosts.values.map { row($0, alerts: s.alerts, nowMs: nowMs) } }
-      .sorted { $0.name < $1.name }
+    state.withLock { s in
+      let worst = Self.worstFiring(s.alerts)
+      return s.hosts.values.map { row($0, worst: worst, nowMs: nowMs) }
+    }
+    .sorted { $0.name < $1.name }
   }
 
   public func rows(_ names: some Sequence<String>, nowMs: Int64 = Date().unixMilliseconds) -> [HostRow] {
-    state.withLock { s in names.compactMap { s.hosts[$0].map { row($0, alerts: s.alerts, nowMs: nowMs) } } }
+    state.withLock { s in
+      let worst = Self.worstFiring(s.alerts)
+      return names.compactMap { s.hosts[$0].map { row($0, worst: worst, nowMs: nowMs) } }
+    }
   }
 
   public var hostNames: [String] { state.withLock { Array($0.hosts.keys) } }
@@ -214,7 +230,7 @@ public final class Fleet: Sendable {
     state.withLock { s in
       guard let h = s.hosts[name] else { return nil }
       return (
-        row(h, alerts: s.alerts, nowMs: nowMs), h.status, h.latest,
+        row(h, worst: Self.worstFiring(s.alerts), nowMs: nowMs), h.status, h.latest,
         s.alerts.values.filter { $0.host == name }.sorted { $0.startedAtUnixMs > $1.startedAtUnixMs }
       )
     }

@@ -29,7 +29,7 @@ public final class FleetFeed: Service, Sendable {
 
   public func run() async throws {
     guard let conn = try? await bus.connection() else { return }
-    let batches = try conn.subscribe("metrics.normalized.>", bufferSize: 8192)
+    let batches = try conn.subscribe(Streams.metricsNormalized.subjects[0], bufferSize: 8192)
     // The ALERTS stream's subjects (alerts.list and the other RPCs share the
     // prefix).
     let alerts = try conn.subscribe("alerts.*.*", bufferSize: 1024)
@@ -40,6 +40,15 @@ public final class FleetFeed: Service, Sendable {
         for await m in batches {
           do {
             let n = try m.decode(NormalizedBatch.self)
+            // A batch speaks for the host its subject names (the subject is
+            // what NATS permissions confine), and only for a valid one.
+            let host = n.batch?.host ?? ""
+            guard Subjects.isValidHostToken(host), m.subject == Subjects.metricsNormalized(host) else {
+              Counter(label: "console_bus_rejected_total", dimensions: [("reason", "host_mismatch")]).increment()
+              logger.warning(
+                "normalized batch for another host than its subject", metadata: ["subject": "\(m.subject)"])
+              continue
+            }
             if !fleet.apply(batch: n, arrivedMs: Date().unixMilliseconds) { unknownHost.continuation.yield() }
           } catch {
             Counter(label: "console_bus_rejected_total", dimensions: [("reason", "undecodable_batch")]).increment()
@@ -77,8 +86,10 @@ public final class FleetFeed: Service, Sendable {
         }
       }
       group.addTask {
+        let dropped = Gauge(label: "console_bus_dropped", dimensions: [("subscription", "metrics")])
         while !Task.isCancelled {
           fleet.tick()
+          dropped.record(batches.dropped + alerts.dropped)
           try? await Task.sleep(for: .seconds(1))
         }
       }
@@ -101,7 +112,8 @@ public final class FleetFeed: Service, Sendable {
     do {
       fleet.replace(alerts: try await rpc.alerts(host: "", includeResolved: false).alerts)
     } catch {
-      logger.debug("alerts.list failed", metadata: ["error": "\(error)"])
+      Counter(label: "console_upstream_failures_total", dimensions: [("path", "alerts.list")]).increment()
+      logger.warning("alerts.list failed", metadata: ["error": "\(error)"])
     }
   }
 
@@ -116,14 +128,21 @@ public final class FleetFeed: Service, Sendable {
     ]
     let end = Date().unixMilliseconds
     let start = end - Int64(Fleet.sparkPoints) * Fleet.sparkStepMs
+    // A few hosts a query: 180 points a series keeps each answer well
+    // under metrics.query's point cap and the message size limit.
+    let names = fleet.hostNames.sorted()
     for m in metrics {
       do {
-        let answer = try await rpc.query(
-          MetricsQueryRequest(
-            hosts: [], metric: m.metric, startUnixMs: start, endUnixMs: end,
-            stepSeconds: UInt32(Fleet.sparkStepMs / 1000)))
+        var series: [Series] = []
+        for chunk in stride(from: 0, to: names.count, by: 50) {
+          series += try await rpc.query(
+            MetricsQueryRequest(
+              hosts: Array(names[chunk..<min(chunk + 50, names.count)]), metric: m.metric, startUnixMs: start,
+              endUnixMs: end, stepSeconds: UInt32(Fleet.sparkStepMs / 1000))
+          ).series
+        }
         var byHost: [String: [Int64: Double]] = [:]
-        for s in answer.series where !(m.sum && s.key == "lo") {
+        for s in series where !(m.sum && s.key == "lo") {
           for p in s.points {
             let old = byHost[s.host, default: [:]][p.bucketUnixMs]
             byHost[s.host, default: [:]][p.bucketUnixMs] =

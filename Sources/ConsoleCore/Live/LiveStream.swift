@@ -13,6 +13,10 @@ import Synchronization
 struct LiveStream: Sendable {
   let fleet: Fleet
   let api: ConsoleAPI
+  let sessions: Sessions
+  /// How often a stream checks that its session still lives (logout,
+  /// expiry, a disabled user end it).
+  let recheck: Duration
   let throttle: Duration
   let writeTimeout: Duration
   let logger: Logger
@@ -62,6 +66,8 @@ struct LiveStream: Sendable {
     inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, context: WebSocketRouterContext<ConsoleContext>
   ) async throws {
     let user = context.requestContext.session?.user ?? ""
+    let token = context.request.cookies[SessionMiddleware.cookie]?.value ?? ""
+    let channel = context.requestContext.channel
     let client = LiveClient()
     let observer = fleet.observe { client.note($0) }
     let clients = Gauge(label: "console_live_clients")
@@ -95,13 +101,23 @@ struct LiveStream: Sendable {
         throw CancellationError()
       }
       group.addTask {
+        while true {
+          try await Task.sleep(for: recheck)
+          guard try await sessions.find(token: token)?.stage == .ready else {
+            Counter(label: "console_live_closed_total", dimensions: [("reason", "session_ended")]).increment()
+            channel.close(promise: nil)
+            throw CancellationError()
+          }
+        }
+      }
+      group.addTask {
         var last = ContinuousClock.now - throttle
         for await _ in client.wake {
           let wait = last + throttle - ContinuousClock.now
           if wait > .zero { try await Task.sleep(for: wait) }
           last = ContinuousClock.now
           for text in try await messages(client.take(), encoder: encoder) {
-            try await write(text, to: outbound)
+            try await write(text, to: outbound, channel: channel)
           }
         }
       }
@@ -131,7 +147,7 @@ struct LiveStream: Sendable {
 
   /// Writes one message, or gives up on a browser that has not taken it
   /// within `writeTimeout` (its connection is then closed).
-  func write(_ text: String, to outbound: WebSocketOutboundWriter) async throws {
+  func write(_ text: String, to outbound: WebSocketOutboundWriter, channel: any Channel) async throws {
     let timeout = writeTimeout
     try await withThrowingTaskGroup(of: Bool.self) { group in
       group.addTask {
@@ -147,6 +163,8 @@ struct LiveStream: Sendable {
       if !delivered {
         Counter(label: "console_live_closed_total", dimensions: [("reason", "slow_client")]).increment()
         logger.notice("closing a live stream that does not read")
+        // Closed here: a close frame would wait behind the unread writes.
+        channel.close(promise: nil)
         throw CancellationError()
       }
     }

@@ -10,13 +10,19 @@ public struct ConsoleContext: RequestContext, WebSocketRequestContext {
   public let webSocket: WebSocketHandlerReference<ConsoleContext>
   public var session: Session?
   public let address: String
+  /// The connection, so a live stream that cannot deliver can close it.
+  let channel: any Channel
 
   public init(source: ApplicationRequestContextSource) {
     coreContext = .init(source: source)
     webSocket = .init()
     session = nil
+    channel = source.channel
     address = source.channel.remoteAddress?.ipAddress ?? ""
   }
+
+  /// Every request body the console takes is small JSON.
+  public var maxUploadSize: Int { 64 * 1024 }
 
   /// The logged-in session; the session middleware guarantees one on the
   /// routes it guards.

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import MirrorBus
+import MirrorStore
 
 /// Security headers on every response: a Content-Security-Policy without
 /// `unsafe-inline`, no sniffing, no framing, no referrer.
@@ -20,6 +21,12 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
       response = try await next(request, context)
     } catch let error as any HTTPResponseError {
       response = try error.response(from: request, context: context)
+    } catch {
+      // Anything else is ours: a 500 that still carries the headers.
+      Counter(label: "console_api_errors_total", dimensions: [("kind", "internal")]).increment()
+      context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+      response = try APIError(.internalServerError, "internal", "the console failed; see its log").response(
+        from: request, context: context)
     }
     response.headers[.contentSecurityPolicy] = Self.policy
     response.headers[.xContentTypeOptions] = "nosniff"
@@ -78,13 +85,28 @@ struct UpstreamErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     } catch let error as any HTTPResponseError {
       throw error
     } catch let error as RemoteError {
-      let status: HTTPResponse.Status = error.error.code == "not_found" ? .notFound : .badRequest
+      let status: HTTPResponse.Status =
+        switch error.error.code {
+        case "not_found": .notFound
+        case "invalid_argument": .badRequest
+        default: .serviceUnavailable
+        }
+      if status == .serviceUnavailable {
+        Counter(label: "console_upstream_failures_total", dimensions: [("path", context.endpointPath ?? "")])
+          .increment()
+        logger.warning("a service refused", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+      }
       throw APIError(status, error.error.code, error.error.message)
+    } catch let error as PostgresError {
+      Counter(label: "console_upstream_failures_total", dimensions: [("path", "database")]).increment()
+      logger.warning("the database failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+      throw APIError(.serviceUnavailable, "unavailable", "the console's database did not answer")
     } catch let error as NATSError {
       Counter(label: "console_upstream_failures_total", dimensions: [("path", context.endpointPath ?? "")]).increment()
       logger.warning("a service did not answer", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
       throw APIError(.badGateway, "unavailable", "the service behind this did not answer: \(error)")
     } catch is DecodingError {
+      Counter(label: "console_api_refused_total", dimensions: [("reason", "bad_json")]).increment()
       throw APIError.badRequest("the request body is not the expected JSON")
     }
   }

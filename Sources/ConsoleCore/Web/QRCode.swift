@@ -28,6 +28,10 @@ enum QRCode {
       } catch {
         throw Failure(description: "cannot run /usr/bin/qrencode (apt-get install qrencode): \(error)")
       }
+      // qrencode answers in milliseconds; one that hangs is stopped.
+      let watchdog = DispatchWorkItem { [process] in if process.isRunning { process.terminate() } }
+      DispatchQueue.global().asyncAfter(deadline: .now() + 5, execute: watchdog)
+      defer { watchdog.cancel() }
       let data = out.fileHandleForReading.readDataToEndOfFile()
       process.waitUntilExit()
       guard process.terminationStatus == 0, !data.isEmpty else {
