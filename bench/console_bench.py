@@ -190,7 +190,8 @@ def clients(url, cookie, n, seconds):
                 pass
         time.sleep(0.05)
     print(f"clients.connected {len(socks)}")
-    print(f"clients.bytes_per_client_per_s {received / len(socks) / float(seconds):.0f}")
+    if socks:
+        print(f"clients.bytes_per_client_per_s {received / len(socks) / float(seconds):.0f}")
     for s in socks:
         s.close()
 

@@ -427,6 +427,8 @@ if [[ $what == console || $what == all ]]; then
   "$rel/mirrorctl" users add bench --role viewer --password-file "$work/bench.password" --database-url "$db" >/dev/null
   read -r cookie _ < <(python3 bench/console_bench.py login "$url" bench "bench password")
 
+  parts=${BENCH_CONSOLE_PARTS:-latency weight load}
+  if [[ $parts == *latency* ]]; then
   # (2) first, on a quiet console: one host, a batch every 1.5 s.
   n=${BENCH_CONSOLE_SAMPLES:-200}
   "$bin" console-latency "$nats" 1 100 >/dev/null  # the host registered and shown
@@ -437,7 +439,9 @@ if [[ $what == console || $what == all ]]; then
   "$bin" console-latency "$nats" "$n" 1500 >"$work/published"
   touch "$work/published.done"
   wait "$watcher"
+  fi
 
+  if [[ $parts == *weight* ]]; then
   # (1) page weight, ours and netdata's.
   python3 bench/console_bench.py weight "$url" "$cookie"
   own=$(find Sources/ConsoleCore/Public -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
@@ -454,24 +458,35 @@ if [[ $what == console || $what == all ]]; then
     python3 bench/console_bench.py weight-plain "http://127.0.0.1:$nd/"
     kill "$netdata_pid"; wait "$netdata_pid" 2>/dev/null || true; netdata_pid=
   fi
+  fi
 
+  if [[ $parts == *load* ]]; then
   # (3) 1,000 hosts live at 5 s for 2.5 minutes; the console measured over
   # the middle 60 s with 20 streams connected.
   hosts=${BENCH_CONSOLE_HOSTS:-1000}
   "$bin" fleet-live "$nats" "$hosts" 30 5 >"$work/fleet.log" &
   fleet=$!
   sleep 40
-  python3 bench/console_bench.py clients "$url" "$cookie" 20 75 &
+  python3 bench/console_bench.py clients "$url" "$cookie" "${BENCH_CONSOLE_CLIENTS:-20}" "$([[ -n "${BENCH_CONSOLE_PERF:-}" ]] && echo 90 || echo 75)" &
   streams=$!
   sleep 10
   c0=$(cpu_ns "$console_pid"); t0=$(date +%s%N)
   peak=0
   for _ in $(seq 60); do sleep 1; r=$(rss_kib "$console_pid"); ((r > peak)) && peak=$r; done
   c1=$(cpu_ns "$console_pid"); t1=$(date +%s%N)
+  # BENCH_CONSOLE_PERF=1: where the console's CPU goes (perf, 10 s).
+  if [[ -n "${BENCH_CONSOLE_PERF:-}" ]] && command -v perf >/dev/null; then
+    perf record -q -F 499 -g -p "$console_pid" -o "$work/perf.data" -- sleep 10 >/dev/null 2>&1
+    perf report -q -i "$work/perf.data" --stdio --no-children --sort comm 2>/dev/null | grep -E "^ +[0-9]" | head -12
+    perf report -q -i "$work/perf.data" --stdio --no-children --sort symbol 2>/dev/null | grep -E "^ +[0-9]" | head -25
+  fi
   wait "$streams"
   echo "console.hosts_live $hosts"
-  awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) 'BEGIN { printf "console.cpu_percent_of_a_core %.2f\n", c * 100 / t }'
+  awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" \
+    'BEGIN { printf "console.cpu_percent_of_a_core %.2f\n", (c1 - c0) * 100 / (t1 - t0) }'
   echo "console.rss_peak_mib $((peak / 1024))"
   wait "$fleet" || true
+  grep -E "fleet\.(batches_received|publish_failures)" "$work/fleet.log" || true
+  fi
   kill -TERM "$console_pid"; wait "$console_pid" 2>/dev/null || true; console_pid=
 fi

@@ -374,3 +374,35 @@ import Testing
     #expect(fleet.rows(nowMs: now + 16_000).first?.state == "down")
   }
 }
+
+/// `mirrorctl users`: the administrator's way to add people.
+@Suite struct UsersCommandTests {
+  @Test func addListAndRefuseBadInput() async throws {
+    let db = try PostgresTestDatabase("users")
+    try MigrationRunner.migrate(try db.connect(), timescale: .off, logger: Harness.logger)
+    let mirrorctl = Harness.executable("mirrorctl")
+    let added = try await Harness.runDetached(
+      mirrorctl, ["users", "add", "alice", "--role", "operator", "--database-url", db.url])
+    #expect(added.status == 0, "\(added.output)")
+    let password = try #require(added.output.split(separator: "\n").first { $0.hasPrefix("password: ") })
+      .dropFirst("password: ".count)
+    #expect(password.count == 20)
+    let account = try #require(
+      try await Accounts(database: PostgresClient(url: db.url, logger: Harness.logger)).find("alice"))
+    #expect(account.roles == ["operator"] && !account.totpEnrolled)
+    #expect(Accounts.verifyPassword(String(password), hash: try #require(account.passwordHash)))
+    let list = try await Harness.runDetached(mirrorctl, ["users", "list", "--database-url", db.url])
+    #expect(list.output.contains("alice") && list.output.contains("operator"), "\(list.output)")
+    for (args, expected) in [
+      (["users", "add", "bob", "--role", "root"], "--role must be one of"),
+      (["users", "add", "<b>", "--role", "viewer"], "is not a user name"),
+      (["users", "add", "bob", "--role", "viewer", "--password-file", "/nonexistent"], "cannot read"),
+    ] {
+      let r = try await Harness.runDetached(mirrorctl, args + ["--database-url", db.url])
+      #expect(r.status != 0 && r.output.contains(expected), "\(args): \(r.output)")
+    }
+    let unreachable = try await Harness.runDetached(
+      mirrorctl, ["users", "list", "--database-url", "postgresql://x:y@127.0.0.1:1/z"])
+    #expect(unreachable.status != 0, "\(unreachable.output)")
+  }
+}

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MirrorBus
 import MirrorWire
+import Synchronization
 
 /// A simulated fleet: every host sends the realistic batch, with its own
 /// name and boot, a rising sequence and counters that move (so Ingest
@@ -82,6 +83,7 @@ enum Fleet {
       }
       return lags
     }
+    let failures = Counting()
     let intervalMs = Int64(interval * 1000)
     let run = "live\(Date().unixMilliseconds)"
     let t0 = Date().unixMilliseconds + 500
@@ -93,8 +95,14 @@ enum Fleet {
               let due = t0 + Int64(k) * intervalMs + Int64(h) * intervalMs / Int64(hosts)
               let wait = due - Date().unixMilliseconds
               if wait > 0 { try await Task.sleep(for: .milliseconds(wait)) }
-              try await publish(
-                bus, batch(host: h, seq: UInt64(k + 1), at: max(due, Date().unixMilliseconds), run: run))
+              do {
+                try await publish(
+                  bus, batch(host: h, seq: UInt64(k + 1), at: max(due, Date().unixMilliseconds), run: run))
+              } catch {
+                // A batch the server did not take in time is a lost
+                // reflector cycle (it would retry): counted, not fatal.
+                failures.add(1)
+              }
             }
           }
         }
@@ -110,10 +118,18 @@ enum Fleet {
     timeout.cancel()
     func pct(_ p: Double) -> Int64 { lags.isEmpty ? -1 : lags[min(lags.count - 1, Int(Double(lags.count) * p))] }
     print("fleet.hosts \(hosts)")
+    print("fleet.publish_failures \(failures.load())")
     print("fleet.batches_received \(lags.count) of \(expected)")
     print("fleet.lag_p50_ms \(pct(0.5))")
     print("fleet.lag_p99_ms \(pct(0.99))")
     print("fleet.lag_max_ms \(lags.last ?? -1)")
     print("fleet.publisher_late_ms \(max(0, published - (t0 + Int64(intervals) * intervalMs)))")
   }
+}
+
+/// A count shared by the publishing tasks.
+final class Counting: Sendable {
+  private let value = Mutex(0)
+  func add(_ n: Int) { value.withLock { $0 += n } }
+  func load() -> Int { value.withLock { $0 } }
 }

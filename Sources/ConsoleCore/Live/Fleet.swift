@@ -23,6 +23,17 @@ public final class Fleet: Sendable {
     var sparkTimes = [Int64](repeating: -1, count: Fleet.sparkPoints)
     var spark = [Float](repeating: .nan, count: Fleet.sparkPoints * RowValues.names.count)
     var lastState = ""
+    /// The row as JSON, made once per change of the host however many
+    /// browsers are sent it; nil when something changed since.
+    var rowJSON: [UInt8]?
+
+    mutating func update(_ n: NormalizedBatch, _ values: RowValues, arrivedMs: Int64) {
+      latest = n
+      self.values = values
+      rowJSON = nil
+      lastSeenMs = max(lastSeenMs, arrivedMs)
+      record(values.all, atMs: n.batch.map { $0.collectedAtUnixMs } ?? arrivedMs)
+    }
 
     mutating func record(_ values: [Double?], atMs: Int64) {
       guard atMs >= 0 else { return }
@@ -61,6 +72,7 @@ public final class Fleet: Sendable {
         if var h = s.hosts[status.name] {
           if h.status != status {
             h.status = status
+            h.rowJSON = nil
             h.lastSeenMs = max(h.lastSeenMs, status.lastSeenAtUnixMs)
             s.hosts[status.name] = h
             changed.append(status.name)
@@ -80,16 +92,18 @@ public final class Fleet: Sendable {
   @discardableResult
   public func apply(batch n: NormalizedBatch, arrivedMs: Int64) -> Bool {
     guard let name = n.batch?.host else { return true }
+    let values = RowValues(n)
     let known = state.withLock { s -> Bool in
-      let values = RowValues(n)
-      var h = s.hosts[name] ?? Host(status: HostStatus(name: name, online: true, intervalMs: n.batch?.intervalMs ?? 0))
-      if let b = n.batch, let old = h.latest?.batch, old.bootId == b.bootId, old.sequence > b.sequence { return true }
-      h.latest = n
-      h.values = values
-      h.lastSeenMs = max(h.lastSeenMs, arrivedMs)
-      h.record(values.all, atMs: n.batch.map { $0.collectedAtUnixMs } ?? arrivedMs)
       let known = s.hosts[name] != nil
-      s.hosts[name] = h
+      if !known {
+        s.hosts[name] = Host(status: HostStatus(name: name, online: true, intervalMs: n.batch?.intervalMs ?? 0))
+      }
+      if let b = n.batch, let old = s.hosts[name]?.latest?.batch, old.bootId == b.bootId, old.sequence > b.sequence {
+        return true
+      }
+      // In place: a copy of the host would copy its sparkline rings (7 KB)
+      // on every batch.
+      s.hosts[name]!.update(n, values, arrivedMs: arrivedMs)
       return known
     }
     notify([.host(name)])
@@ -119,6 +133,7 @@ public final class Fleet: Sendable {
     let host = alert.host
     state.withLock { s in
       if alert.state == .resolved { s.alerts.removeValue(forKey: alert.id) } else { s.alerts[alert.id] = alert }
+      s.hosts[host]?.rowJSON = nil
     }
     notify([.alert(alert)] + (host.isEmpty ? [] : [.host(host)]))
   }
@@ -129,7 +144,9 @@ public final class Fleet: Sendable {
       let before = Set(s.alerts.values.map(\.host))
       s.alerts = Dictionary(
         alerts.filter { $0.state != .resolved }.map { ($0.id, $0) }, uniquingKeysWith: { _, b in b })
-      return before.union(s.alerts.values.map(\.host))
+      let touched = before.union(s.alerts.values.map(\.host))
+      for h in touched { s.hosts[h]?.rowJSON = nil }
+      return touched
     }
     notify(hosts.filter { !$0.isEmpty }.map(Change.host))
   }
@@ -144,6 +161,7 @@ public final class Fleet: Sendable {
         let st = stateName(h, worst: worst, nowMs: nowMs)
         if st != h.lastState {
           s.hosts[name]?.lastState = st
+          s.hosts[name]?.rowJSON = nil
           out.append(name)
         }
       }
@@ -218,6 +236,22 @@ public final class Fleet: Sendable {
     state.withLock { s in
       let worst = Self.worstFiring(s.alerts)
       return names.compactMap { s.hosts[$0].map { row($0, worst: worst, nowMs: nowMs) } }
+    }
+  }
+
+  /// These hosts' rows as JSON objects, each encoded once per change (the
+  /// live stream sends the same rows to every browser watching them).
+  func encodedRows(_ names: some Sequence<String>, nowMs: Int64 = Date().unixMilliseconds) -> [[UInt8]] {
+    let encoder = JSONEncoder()
+    return state.withLock { s in
+      let worst = Self.worstFiring(s.alerts)
+      return names.compactMap { name -> [UInt8]? in
+        guard let h = s.hosts[name] else { return nil }
+        if let cached = h.rowJSON { return cached }
+        let json = (try? encoder.encode(row(h, worst: worst, nowMs: nowMs))).map { [UInt8]($0) } ?? []
+        s.hosts[name]!.rowJSON = json
+        return json
+      }
     }
   }
 
