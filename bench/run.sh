@@ -417,7 +417,7 @@ if [[ $what == console || $what == all ]]; then
     ingest_pid=$!
   }
   web=$(free_port)
-  "$rel/console" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
+  "$rel/console" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level warning \
     --set console.port="$web" --set console.static-dir="$PWD/Sources/ConsoleCore/Public" >"$work/console.log" 2>&1 &
   console_pid=$!
   wait_port "$web"
@@ -477,8 +477,9 @@ if [[ $what == console || $what == all ]]; then
   # BENCH_CONSOLE_PERF=1: where the console's CPU goes (perf, 10 s).
   if [[ -n "${BENCH_CONSOLE_PERF:-}" ]] && command -v perf >/dev/null; then
     perf record -q -F 499 -g -p "$console_pid" -o "$work/perf.data" -- sleep 10 >/dev/null 2>&1
-    perf report -q -i "$work/perf.data" --stdio --no-children --sort comm 2>/dev/null | grep -E "^ +[0-9]" | head -12
-    perf report -q -i "$work/perf.data" --stdio --no-children --sort symbol 2>/dev/null | grep -E "^ +[0-9]" | head -25
+    perf report -q -i "$work/perf.data" --stdio --no-children --sort dso 2>/dev/null | grep -E "^ +[0-9]" | head -12
+    perf report -q -i "$work/perf.data" --stdio --children --sort symbol -g none 2>/dev/null | grep -E "^ +[0-9]" |
+      grep -v "\[k\]" | head -40
   fi
   wait "$streams"
   echo "console.hosts_live $hosts"
@@ -487,6 +488,7 @@ if [[ $what == console || $what == all ]]; then
   echo "console.rss_peak_mib $((peak / 1024))"
   wait "$fleet" || true
   grep -E "fleet\.(batches_received|publish_failures)" "$work/fleet.log" || true
+  grep -E '"level":"(warning|error)"' "$work/console.log" | cut -c1-200 | sort | uniq -c | sort -rn | head -5 || true
   fi
   kill -TERM "$console_pid"; wait "$console_pid" 2>/dev/null || true; console_pid=
 fi
