@@ -67,6 +67,21 @@ while not f.readline().startswith(b"MSG"): pass
 f.readline()
 PY
 }
+# A nats-server ($port, $nats_pid) and a PostgreSQL ($pg_port) for the
+# parts that need them, started unless an earlier part left them running.
+ensure_stack() {
+  if [[ -z "${nats_pid:-}" ]] || ! kill -0 "$nats_pid" 2>/dev/null; then
+    port=$(free_port)
+    nats-server -js -a 127.0.0.1 -p "$port" -sd "$work/js-$1" >"$work/nats.log" 2>&1 &
+    nats_pid=$!
+    wait_port "$port"
+  fi
+  if [[ ! -d "$work/stack/pg" ]]; then
+    pg_port=$(free_port)
+    chmod 755 "$work"
+    MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=$pg_port scripts/stack.sh start-pg custom >/dev/null
+  fi
+}
 work=$(mktemp -d)
 cleanup() {
   [[ -n "${ingest_pid:-}" ]] && kill "$ingest_pid" 2>/dev/null
@@ -347,17 +362,7 @@ if [[ $what == notifier || $what == all ]]; then
   #     PostgreSQL; the rule has no hold ("for"), so all of it is overhead.
   swift build -c release --product notifier 2>&1 | grep -E "error|warning:" || true
   notifier=$(swift build -c release --show-bin-path)/notifier
-  if [[ -z "${nats_pid:-}" ]] || ! kill -0 "$nats_pid" 2>/dev/null; then
-    port=$(free_port)
-    nats-server -js -a 127.0.0.1 -p "$port" -sd "$work/js-notifier" >"$work/nats.log" 2>&1 &
-    nats_pid=$!
-    wait_port "$port"
-  fi
-  if [[ ! -d "$work/stack/pg" ]]; then
-    pg_port=$(free_port)
-    chmod 755 "$work"
-    MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=$pg_port scripts/stack.sh start-pg custom >/dev/null
-  fi
+  ensure_stack notifier
   "$bin" alert-latency "nats://127.0.0.1:$port" "$work/receiver.port" "${BENCH_ALERT_SAMPLES:-10}" &
   bench_pid=$!
   until [[ -s "$work/receiver.port" ]]; do sleep 0.1; done
@@ -398,17 +403,7 @@ if [[ $what == console || $what == all ]]; then
     swift build -c release --product "$product" 2>&1 | grep -E "error|warning:" || true
   done
   rel=$(swift build -c release --show-bin-path)
-  if [[ -z "${nats_pid:-}" ]] || ! kill -0 "$nats_pid" 2>/dev/null; then
-    port=$(free_port)
-    nats-server -js -a 127.0.0.1 -p "$port" -sd "$work/js-console" >"$work/nats.log" 2>&1 &
-    nats_pid=$!
-    wait_port "$port"
-  fi
-  if [[ ! -d "$work/stack/pg" ]]; then
-    pg_port=$(free_port)
-    chmod 755 "$work"
-    MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=$pg_port scripts/stack.sh start-pg custom >/dev/null
-  fi
+  ensure_stack console
   db="postgresql://mirror:mirror@127.0.0.1:$pg_port/mirror"
   nats="nats://127.0.0.1:$port"
   [[ -n "${ingest_pid:-}" ]] && kill -0 "$ingest_pid" 2>/dev/null || {
