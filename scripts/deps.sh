@@ -43,11 +43,12 @@ case "${1:-build}" in
   test)
     # An independent glTF reader for the TwinService's export; selenium
     # (the console's browser tests) and pyotp (TOTP codes computed by an
-    # implementation that is not ours).
+    # implementation that is not ours). pysocks comes with selenium
+    # (urllib3[socks]); named so the list says all that is installed.
     if ! python3 -c 'import pygltflib, selenium, pyotp' 2>/dev/null; then
       echo "installing: python pygltflib selenium pyotp"
       python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'pygltflib>=1.16,<2' \
-        'selenium>=4.20,<5' 'pyotp>=2.9,<3'
+        'selenium>=4.20,<5' 'pyotp>=2.9,<3' pysocks
     fi
     ;;
 esac
