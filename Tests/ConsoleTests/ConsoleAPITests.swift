@@ -150,8 +150,7 @@ import Testing
   @Test func aWrongCodeIsRefusedAndCountedAndTenFailuresLock() async throws {
     try await withConsole { port, _, _ in
       let browser = ConsoleClient(port: port)
-      var secret: String?
-      #expect(try await browser.login("lock", "lock password 1", secret: &secret).status == 200)
+      let secret = try await browser.logIn("lock", "lock password 1")
       let other = ConsoleClient(port: port)
       let wrongCode = try await other.send(
         "POST", "/api/v1/session", json: ["user": "lock", "password": "lock password 1", "code": "000000"])
@@ -195,8 +194,7 @@ import Testing
   @Test func aViewerCannotSubmitACommandToTheConsoleNorDirectlyToTheRouter() async throws {
     try await withConsole { port, bus, _ in
       let browser = ConsoleClient(port: port)
-      var secret: String?
-      #expect(try await browser.login("vic", "viewer password 1", secret: &secret).status == 200)
+      try await browser.logIn("vic", "viewer password 1")
       let request = try Identity.sign(
         CommandRequest(
           id: UUID().uuidString.lowercased(), target: CommandTarget(kind: .hosts, hosts: ["node1"]),
@@ -218,8 +216,7 @@ import Testing
   @Test func anAdminsCommandSignedAsSomeoneElseIsRefused() async throws {
     try await withConsole { port, _, _ in
       let browser = ConsoleClient(port: port)
-      var secret: String?
-      #expect(try await browser.login("ada", "correct horse battery", secret: &secret).status == 200)
+      try await browser.logIn("ada", "correct horse battery")
       let forged = try Identity.sign(
         CommandRequest(id: "x", target: CommandTarget(kind: .all), action: CommandAction(argv: ["true"])), user: "vic",
         key: viewerKey)
@@ -238,8 +235,7 @@ import Testing
       let browser = ConsoleClient(port: port)
       let malformed = try await browser.send("POST", "/api/v1/session", body: Data("{not json".utf8))
       #expect(malformed.status == 400, "\(malformed.text)")
-      var secret: String?
-      #expect(try await browser.login("ada", "correct horse battery", secret: &secret).status == 200)
+      try await browser.logIn("ada", "correct horse battery")
       let many = (0..<501).map { "h\($0)" }.joined(separator: ",")
       #expect(try await browser.send("GET", "/api/v1/sparks?hosts=\(many)").status == 400)
       #expect(try await browser.send("GET", "/api/v1/hosts/node1/series").status == 400)
@@ -269,8 +265,7 @@ import Testing
     try await withConsole { port, _, _ in
       let browser = ConsoleClient(port: port)
       #expect(!Self.upgrade(port, cookie: nil, origin: nil).hasPrefix("HTTP/1.1 101"))
-      var secret: String?
-      #expect(try await browser.login("ada", "correct horse battery", secret: &secret).status == 200)
+      try await browser.logIn("ada", "correct horse battery")
       let cookie = try #require(browser.cookie)
       let same = Self.upgrade(port, cookie: cookie, origin: "http://127.0.0.1:\(port)")
       #expect(same.hasPrefix("HTTP/1.1 101"), "\(same)")
@@ -282,8 +277,7 @@ import Testing
   @Test func aLiveStreamEndsWithItsSession() async throws {
     try await withConsole({ $0.liveSessionCheck = .milliseconds(200) }) { port, _, _ in
       let browser = ConsoleClient(port: port)
-      var secret: String?
-      #expect(try await browser.login("ada", "correct horse battery", secret: &secret).status == 200)
+      try await browser.logIn("ada", "correct horse battery")
       let cookie = try #require(browser.cookie)
       let fd = try #require(Harness.connectTCP(port))
       defer { close(fd) }

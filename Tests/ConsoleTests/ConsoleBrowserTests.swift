@@ -86,8 +86,7 @@ import Testing
     #expect(await Harness.waitUntil(timeout: .seconds(30)) { Harness.isListening(port) })
     // Every reflector reports before the browser looks.
     let client = ConsoleClient(port: port)
-    var secret: String?
-    #expect(try await client.login("vic", "viewer password 1", secret: &secret).status == 200)
+    let secret = try await client.logIn("vic", "viewer password 1")
     let reporting = await Harness.waitUntil(timeout: .seconds(40)) {
       let rows = (try? await client.send("GET", "/api/v1/hosts").json["hosts"] as? [[String: Any]]) ?? []
       return rows.filter { $0["state"] as? String == "up" && $0["cpu"] != nil }.count == 3

@@ -63,6 +63,16 @@ final class ConsoleClient: @unchecked Sendable {
     return answer
   }
 
+  /// Logs in (enrolling TOTP the first time) and expects it to work;
+  /// returns the user's TOTP secret.
+  @discardableResult
+  func logIn(_ user: String, _ password: String) async throws -> String? {
+    var secret: String?
+    let answer = try await login(user, password, secret: &secret)
+    #expect(answer.status == 200, "\(user): \(answer.text)")
+    return secret
+  }
+
   /// Logs in with password and a TOTP code, enrolling first if the user
   /// has not: the code comes from `RFC6238`, not from the console's code.
   func login(_ user: String, _ password: String, secret: inout String?) async throws -> Answer {
