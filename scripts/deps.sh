@@ -11,11 +11,11 @@ case "${1:-build}" in
   codegen) debs+=(protobuf-c-compiler protobuf-compiler libprotobuf-dev) ;;
   build) ;;
   # The console: QR codes for TOTP enrolment (qrencode) and the charts
-  # (libjs-dygraphs), served from /usr/share/javascript.
-  run) debs+=(nats-server postgresql qrencode libjs-dygraphs curl iproute2) ;;
+  # (libjs-dygraphs, libjs-three), served from /usr/share/javascript.
+  run) debs+=(nats-server postgresql qrencode libjs-dygraphs libjs-three curl iproute2) ;;
   # The browser tests drive Debian's chromium through chromium-driver.
   test) debs+=(nats-server postgresql protobuf-c-compiler protobuf-compiler libprotobuf-dev lintian binutils
-    qrencode libjs-dygraphs chromium chromium-driver curl iproute2) ;;
+    qrencode libjs-dygraphs libjs-three chromium chromium-driver curl iproute2) ;;
   *) echo "usage: $0 codegen|build|run|test" >&2; exit 2 ;;
 esac
 

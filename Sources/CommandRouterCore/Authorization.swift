@@ -43,35 +43,44 @@ public enum Identity {
     return r
   }
 
-  /// The verified user and their roles.
+  /// The verified user and their roles. `operator_key_id` is the user's
+  /// name (their `users.public_key`) or `<user>/<key id>` (one of their
+  /// browser keys in `user_keys`, not revoked).
   public static func verify(_ request: CommandRequest, on conn: PGConnection) throws -> (
     user: String, roles: Set<String>
   ) {
     guard !request.operatorSignature.isEmpty, !request.operatorKeyId.isEmpty else {
       throw Refusal(.denied, "unauthenticated", "the request carries no operator signature")
     }
+    let parts = request.operatorKeyId.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+    let user = String(parts[0])
+    let keyID = parts.count > 1 ? String(parts[1]) : nil
     let rows = try conn.query(
       """
-      SELECT u.public_key, u.disabled, coalesce(string_agg(r.role, ',' ORDER BY r.role), '')
+      SELECT \(keyID == nil ? "u.public_key" : "(SELECT k.public_key FROM user_keys k WHERE k.user_id = u.id AND k.id = $2 AND k.revoked_at IS NULL)"),
+        u.disabled, coalesce(string_agg(r.role, ',' ORDER BY r.role), '')
       FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.name = $1 GROUP BY u.id
-      """, [request.operatorKeyId])
+      """, keyID.map { [user, $0] } ?? [user])
     guard let row = rows.rows.first, let key = try row.decodeIfPresent(PGBytes.self, 0) else {
-      throw Refusal(.denied, "unauthenticated", "no user '\(request.operatorKeyId)' with a public key")
+      throw Refusal(.denied, "unauthenticated", "no user '\(user)' with the key '\(request.operatorKeyId)'")
     }
     guard try !row.decode(Bool.self, 1) else {
-      throw Refusal(.denied, "unauthenticated", "user '\(request.operatorKeyId)' is disabled")
+      throw Refusal(.denied, "unauthenticated", "user '\(user)' is disabled")
     }
     guard let publicKey = try? Curve25519.Signing.PublicKey(rawRepresentation: key.bytes),
       publicKey.isValidSignature(request.operatorSignature, for: signedBytes(request))
     else {
       throw Refusal(
-        .denied, "bad_signature", "the signature does not verify with the key of '\(request.operatorKeyId)'")
+        .denied, "bad_signature", "the signature does not verify with the key '\(request.operatorKeyId)'")
     }
-    guard request.requester.isEmpty || request.requester == request.operatorKeyId else {
+    guard request.requester.isEmpty || request.requester == user else {
       throw Refusal(.denied, "bad_signature", "requester '\(request.requester)' is not the signing user")
     }
+    if let keyID {
+      _ = try? conn.query("UPDATE user_keys SET last_used_at = now() WHERE id = $1", [keyID])
+    }
     let roles = Set(try row.decode(String.self, 2).split(separator: ",").map(String.init))
-    return (request.operatorKeyId, roles)
+    return (user, roles)
   }
 }
 

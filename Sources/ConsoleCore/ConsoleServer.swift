@@ -24,6 +24,8 @@ public struct ConsoleSettings: Sendable {
   public var refresh: Duration = .seconds(30)
   public var liveSessionCheck: Duration = .seconds(10)
   public var auditRetention: Duration = .seconds(365 * 86_400)
+  /// A command on all hosts or on more than this many asks for a fresh TOTP.
+  public var confirmAbove = 10
   public init() {}
 
   public init(config c: ConfigValues) throws(ConfigError) {
@@ -43,6 +45,7 @@ public struct ConsoleSettings: Sendable {
     refresh = try c.duration("console.refresh", default: refresh)
     liveSessionCheck = try c.duration("console.live-session-check", default: liveSessionCheck)
     auditRetention = try c.duration("console.audit-retention", default: auditRetention)
+    confirmAbove = try c.int("console.confirm-above", default: confirmAbove, range: 0...100_000)
   }
 
   /// Where the front end's files are.
@@ -108,10 +111,14 @@ public final class ConsoleServer: Service, Sendable {
         logger: logger))
     // Only the libraries the pages load: every other page of
     // /usr/share/javascript would be same-origin script the CSP allows.
-    for library in ["dygraphs"] {
+    let libraries = [
+      ("dygraphs", "dygraphs"), ("three/build", "three/build"),
+      ("three/examples/js/controls", "three/controls"),
+    ]
+    for (directory, path) in libraries {
       router.add(
         middleware: FileMiddleware(
-          "\(settings.vendorDirectory)/\(library)", urlBasePath: "/vendor/\(library)",
+          "\(settings.vendorDirectory)/\(directory)", urlBasePath: "/vendor/\(path)",
           cacheControl: .init([(MediaType(type: .any), [.maxAge(86_400)])]), logger: logger))
     }
     router.get("/healthz") { _, _ in "ok" }
@@ -136,6 +143,21 @@ public final class ConsoleServer: Service, Sendable {
     v1.get("alerts", use: api.alerts)
     v1.get("commands", use: api.commands)
     v1.post("commands", use: api.submit)
+    v1.post("commands/prepare", use: api.prepare)
+    v1.get("commands/:id", use: api.command)
+    v1.get("keys", use: api.listKeys)
+    v1.post("keys", use: api.addKey)
+    v1.post("keys/:key/revoke", use: api.revokeKey)
+    v1.post("alerts/:id/ack", use: api.acknowledge)
+    v1.post("silences", use: api.silence)
+    v1.post("silences/:id/end", use: api.endSilence)
+    v1.get("twin/scene", use: api.scene)
+    v1.get("users", use: api.users)
+    v1.post("users", use: api.addUser)
+    v1.post("users/:name", use: api.changeUser)
+    v1.post("users/:name/reset-totp", use: api.resetTOTP)
+    v1.post("users/:name/remove", use: api.removeUser)
+    v1.post("sessions/:id/end", use: api.endSession)
     return router
   }
 

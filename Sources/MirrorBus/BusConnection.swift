@@ -249,7 +249,8 @@ public final class BusConnection: @unchecked Sendable {
   }
 
   /// Copies subject, reply, headers and payload out of a libnats message.
-  static func copy(_ msg: OpaquePointer) -> BusMessage {
+  /// The message copied out; with `headers`, only those headers.
+  static func copy(_ msg: OpaquePointer, headers only: [String]? = nil) -> BusMessage {
     let subject = String(cString: natsMsg_GetSubject(msg))
     let reply = natsMsg_GetReply(msg).map { String(cString: $0) }
     let count = Int(natsMsg_GetDataLength(msg))
@@ -259,7 +260,15 @@ public final class BusConnection: @unchecked Sendable {
         Array(UnsafeBufferPointer(start: $0, count: count))
       }
     }
-    return BusMessage(subject: subject, reply: reply, headers: headers(of: msg), payload: payload)
+    guard let only else {
+      return BusMessage(subject: subject, reply: reply, headers: headers(of: msg), payload: payload)
+    }
+    var headers: [String: String] = [:]
+    for key in only {
+      var value: UnsafePointer<CChar>?
+      if natsMsgHeader_Get(msg, key, &value) == NATS_OK, let value { headers[key] = String(cString: value) }
+    }
+    return BusMessage(subject: subject, reply: reply, headers: headers, payload: payload)
   }
 
   static func headers(of msg: OpaquePointer) -> [String: String] {

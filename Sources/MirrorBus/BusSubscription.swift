@@ -98,3 +98,70 @@ extension BusConnection {
     try BusSubscription(connection: self, subject: subject, queueGroup: queueGroup, bufferSize: bufferSize)
   }
 }
+
+/// A core NATS subscription whose messages are handled on libnats' delivery
+/// thread, one at a time, in order: no hand-over to the Swift executor. For
+/// a high-rate subscription whose handler is short and never blocks (a
+/// `Mutex`-guarded update): it saves a thread wake-up a message. libnats
+/// bounds what waits for the handler; what it drops is counted in `dropped`.
+/// Of the headers, only `Mirror-Type` is copied (what `decode` reads).
+public final class BusHandlerSubscription: @unchecked Sendable {
+  // natsSubscription is documented thread-safe for Unsubscribe/GetDropped.
+  private let sub: OpaquePointer
+  public let subject: String
+
+  init(connection: BusConnection, subject: String, pending: Int, handler: @escaping @Sendable (BusMessage) -> Void)
+    throws(NATSError)
+  {
+    let box = HandlerBox(handler)
+    let closure = Unmanaged.passRetained(box).toOpaque()
+    var sub: OpaquePointer?
+    let status = natsConnection_Subscribe(
+      &sub, connection.nc, subject,
+      { _, _, msg, closure in
+        defer { natsMsg_Destroy(msg) }
+        Unmanaged<HandlerBox>.fromOpaque(closure!).takeUnretainedValue().handler(
+          BusConnection.copy(msg!, headers: [BusHeader.mirrorType]))
+      }, closure)
+    guard status == NATS_OK, let sub else {
+      let error = NATSError.last(status, "subscribe to \(subject)")
+      Unmanaged<HandlerBox>.fromOpaque(closure).release()
+      throw error
+    }
+    // Released exactly once, when libnats says no callback will follow.
+    natsSubscription_SetOnCompleteCB(sub, { Unmanaged<HandlerBox>.fromOpaque($0!).release() }, closure)
+    natsSubscription_SetPendingLimits(sub, Int32(Swift.max(pending, 1024)), 64 << 20)
+    self.sub = sub
+    self.subject = subject
+  }
+
+  deinit {
+    natsSubscription_Unsubscribe(sub)
+    natsSubscription_Destroy(sub)
+  }
+
+  /// Messages libnats dropped because the handler fell behind.
+  public var dropped: Int {
+    var n: Int64 = 0
+    natsSubscription_GetDropped(sub, &n)
+    return Int(n)
+  }
+
+  /// Stops delivery; a handler already running finishes.
+  public func unsubscribe() { natsSubscription_Unsubscribe(sub) }
+}
+
+private final class HandlerBox: Sendable {
+  let handler: @Sendable (BusMessage) -> Void
+  init(_ handler: @escaping @Sendable (BusMessage) -> Void) { self.handler = handler }
+}
+
+extension BusConnection {
+  /// Subscribes to `subject` with `handler` called on libnats' delivery
+  /// thread for each message (see `BusHandlerSubscription`).
+  public func subscribe(
+    _ subject: String, pending: Int = 8192, handler: @escaping @Sendable (BusMessage) -> Void
+  ) throws(NATSError) -> BusHandlerSubscription {
+    try BusHandlerSubscription(connection: self, subject: subject, pending: pending, handler: handler)
+  }
+}

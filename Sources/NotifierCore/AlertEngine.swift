@@ -221,10 +221,11 @@ public final class AlertEngine {
 
   // MARK: Requests
 
-  public func acknowledge(_ id: String, by: String, nowMs: Int64) -> Alert? {
+  public func acknowledge(_ id: String, by: String, comment: String = "", nowMs: Int64) -> Alert? {
     guard let st = openByID[id], var a = st.open else { return nil }
     a.acknowledged = true
     a.acknowledgedBy = by
+    a.acknowledgedComment = comment
     a.updatedAtUnixMs = nowMs
     st.open = a
     return a

@@ -8,7 +8,8 @@ public enum AlertStore {
     id, fingerprint, rule, host, severity, state, labels::text, summary, description, value, threshold,
     (extract(epoch FROM started_at) * 1000)::bigint, (extract(epoch FROM updated_at) * 1000)::bigint,
     coalesce((extract(epoch FROM resolved_at) * 1000)::bigint, 0),
-    coalesce((extract(epoch FROM notified_at) * 1000)::bigint, 0), coalesce(acknowledged_by, '')
+    coalesce((extract(epoch FROM notified_at) * 1000)::bigint, 0), coalesce(acknowledged_by, ''),
+    acknowledged_comment
     """
 
   static func decode(_ row: PGRow) throws -> StoredAlert {
@@ -28,6 +29,7 @@ public enum AlertStore {
     a.resolvedAtUnixMs = try row.decode(Int64.self, 13)
     a.acknowledgedBy = try row.decode(String.self, 15)
     a.acknowledged = !a.acknowledgedBy.isEmpty
+    a.acknowledgedComment = try row.decode(String.self, 16)
     return StoredAlert(
       alert: a, fingerprint: try row.decode(String.self, 1), notifiedAtMs: try row.decode(Int64.self, 14))
   }
@@ -120,12 +122,14 @@ public enum AlertStore {
   }
 
   /// Marks an open alert acknowledged; nil when there is no such open alert.
-  public static func acknowledge(_ id: String, by: String, on conn: PGConnection) throws -> Alert? {
+  public static func acknowledge(_ id: String, by: String, comment: String = "", on conn: PGConnection) throws
+    -> Alert?
+  {
     let rows = try conn.query(
       """
-      UPDATE alerts SET acknowledged_by = $2, acknowledged_at = now()
+      UPDATE alerts SET acknowledged_by = $2, acknowledged_at = now(), acknowledged_comment = $3
       WHERE id = $1 AND state <> 'resolved' RETURNING \(columns)
-      """, [id, by])
+      """, [id, by, comment])
     return try rows.rows.first.map { try decode($0).alert }
   }
 
@@ -135,6 +139,17 @@ public enum AlertStore {
       INSERT INTO silences (id, alert_id, rule, host, ends_at, created_by, comment, created_at)
       VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0), $6, $7, to_timestamp($8 / 1000.0))
       """, [s.id, s.alertId, s.rule, s.host, s.endsAtUnixMs, s.by, s.comment, s.createdAtUnixMs])
+  }
+
+  /// Ends an active silence now; nil when there is none with that id.
+  public static func endSilence(_ id: String, nowMs: Int64, on conn: PGConnection) throws -> Silence? {
+    guard
+      try !conn.query(
+        "UPDATE silences SET ends_at = to_timestamp($2 / 1000.0) WHERE id = $1 AND ends_at > to_timestamp($2 / 1000.0) RETURNING id",
+        [id, nowMs]
+      ).rows.isEmpty
+    else { return nil }
+    return Silence(id: id, endsAtUnixMs: nowMs)
   }
 
   public static func activeSilences(nowMs: Int64, on conn: PGConnection) throws -> [Silence] {

@@ -55,7 +55,7 @@ public final class NotifierService: Service, Sendable {
 
   public func run() async throws {
     guard let connection = try? await bus.connection() else { return }
-    let rpc = try [Subjects.alertsList, Subjects.alertsAck, Subjects.alertsSilence].map {
+    let rpc = try [Subjects.alertsList, Subjects.alertsAck, Subjects.alertsSilence, Subjects.alertsUnsilence].map {
       try connection.subscribe($0, queueGroup: "notifier")
     }
     await cancelWhenGracefulShutdown {
@@ -256,15 +256,35 @@ public final class NotifierService: Service, Sendable {
             to: m, with: RpcError(code: "invalid_argument", message: "alert_id and by are required"))
           return
         }
-        let id = q.alertId
-        let by = q.by
-        guard let stored = try await database.withConnection({ try AlertStore.acknowledge(id, by: by, on: $0) }) else {
+        let (id, by, comment) = (q.alertId, q.by, q.comment)
+        guard
+          let stored = try await database.withConnection({
+            try AlertStore.acknowledge(id, by: by, comment: comment, on: $0)
+          })
+        else {
           try connection.respond(to: m, with: RpcError(code: "not_found", message: "no open alert \(q.alertId)"))
           return
         }
-        let acked = engine.acknowledge(id, by: by, nowMs: now) ?? stored
+        let acked = engine.acknowledge(id, by: by, comment: comment, nowMs: now) ?? stored
         logger.info("alert acknowledged", metadata: ["alert_id": "\(id)", "by": "\(by)"])
         try connection.respond(to: m, with: acked)
+      case Subjects.alertsUnsilence:
+        let q = try EndSilenceRequest(decoding: m.payload)
+        guard !q.id.isEmpty, !q.by.isEmpty else {
+          try connection.respond(to: m, with: RpcError(code: "invalid_argument", message: "id and by are required"))
+          return
+        }
+        let ended = try await database.withConnection { conn -> (Silence?, [Silence]) in
+          let ended = try AlertStore.endSilence(q.id, nowMs: now, on: conn)
+          return (ended, try AlertStore.activeSilences(nowMs: now, on: conn))
+        }
+        engine.setSilences(ended.1)
+        guard let silence = ended.0 else {
+          try connection.respond(to: m, with: RpcError(code: "not_found", message: "no active silence \(q.id)"))
+          return
+        }
+        logger.info("silence ended", metadata: ["silence_id": "\(q.id)", "by": "\(q.by)"])
+        try connection.respond(to: m, with: silence)
       default:
         let q = try SilenceRequest(decoding: m.payload)
         guard q.durationMs > 0, q.durationMs <= 366 * 86_400_000, !q.by.isEmpty else {

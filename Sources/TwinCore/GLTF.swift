@@ -107,11 +107,16 @@ public enum GLTFExport {
     for n in scene.nodes {
       let p = n.position ?? Vec3()
       let s = n.size ?? Vec3(x: 0.4, y: 0.4, z: 0.4)
-      var extras: [String: Any] = ["kind": "\(n.kind)", "health": "\(n.health)", "room": n.room]
+      // The same names and values as the JSON document (camelCase).
+      var extras: [String: Any] = [
+        "kind": "\(n.kind)", "health": "\(n.health)", "room": n.room, "label": n.label.isEmpty ? n.id : n.label,
+      ]
       if !n.rack.isEmpty { extras["rack"] = n.rack }
-      if let v = n.cpuPercent { extras["cpu_percent"] = v }
-      if let v = n.memoryPercent { extras["memory_percent"] = v }
-      if let v = n.temperatureCelsius { extras["temperature_celsius"] = v }
+      if let u = n.rackUnit { extras["rackUnit"] = u }
+      if n.rackUnits > 0 { extras["rackUnits"] = n.rackUnits }
+      if let v = n.cpuPercent { extras["cpuPercent"] = v }
+      if let v = n.memoryPercent { extras["memoryPercent"] = v }
+      if let v = n.temperatureCelsius { extras["temperatureCelsius"] = v }
       var json: [String: Any] = [
         "name": n.id, "mesh": box(material(n.material ?? Material(colorHex: "#95a5a6", opacity: 1))),
         "translation": [p.x, p.y, p.z], "scale": [s.x, s.y, s.z], "extras": extras,
@@ -122,7 +127,8 @@ public enum GLTFExport {
     let byID = Dictionary(scene.nodes.map { ($0.id, $0.position ?? Vec3()) }, uniquingKeysWith: { a, _ in a })
     for l in scene.links {
       guard let a = byID[l.sourceNode], let b = byID[l.targetNode] else { continue }
-      let points = [a] + l.waypoints + [b]
+      // The cable's routed path; centre to centre only for a scene without one.
+      let points = l.waypoints.count >= 2 ? l.waypoints : [a] + l.waypoints + [b]
       var line: [Float] = []
       for p in points { line += [Float(p.x), Float(p.y), Float(p.z)] }
       let v = view(append(line), target: 34962)
@@ -134,17 +140,24 @@ public enum GLTFExport {
       let m = material(l.material ?? Material(colorHex: "#95a5a6", opacity: 1))
       meshes.append(["primitives": [["attributes": ["POSITION": accessors.count - 1], "material": m, "mode": 3]]])
       var extras: [String: Any] = [
-        "kind": "link", "rx_bits_per_second": l.rxBitsPerSecond, "tx_bits_per_second": l.txBitsPerSecond,
-        "thickness": l.thickness,
+        "kind": "link", "rxBitsPerSecond": l.rxBitsPerSecond, "txBitsPerSecond": l.txBitsPerSecond,
+        "thickness": l.thickness, "sourceNode": l.sourceNode, "sourcePort": l.sourcePort,
+        "targetNode": l.targetNode, "targetPort": l.targetPort,
       ]
-      if let u = l.utilizationPercent { extras["utilization_percent"] = u }
+      if let u = l.utilizationPercent { extras["utilizationPercent"] = u }
+      if let s = l.speedMbps { extras["speedMbps"] = s }
       nodes.append(["name": "link:\(l.id)", "mesh": meshes.count - 1, "extras": extras])
     }
     while bin.count % 4 != 0 { bin.append(0) }
     let gltf: [String: Any] = [
       "asset": ["version": "2.0", "generator": "MIRROR STAGE TwinService"],
       "scene": 0,
-      "scenes": [["name": "mirror-stage", "nodes": Array(0..<nodes.count), "extras": ["sequence": scene.sequence]]],
+      "scenes": [
+        [
+          "name": "mirror-stage", "nodes": Array(0..<nodes.count),
+          "extras": ["sequence": scene.sequence, "legend": Materials.legend],
+        ]
+      ],
       "nodes": nodes, "meshes": meshes, "materials": materials, "accessors": accessors, "bufferViews": bufferViews,
       "buffers": [
         ["byteLength": bin.count, "uri": "data:application/octet-stream;base64,\(bin.base64EncodedString())"]

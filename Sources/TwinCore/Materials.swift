@@ -1,37 +1,57 @@
+import Foundation
 public import MirrorWire
 
 /// How state becomes a picture, the same for every client (docs/twin.md).
 public enum Materials {
   public static let healthColors: [Health: String] = [
-    .ok: "#2ecc71", .warning: "#f1c40f", .critical: "#e74c3c", .down: "#555b61", .unknown: "#95a5a6",
+    .ok: "#2ecc71", .warning: "#f1c40f", .critical: "#e74c3c", .down: "#555b61", .unknown: "#9e9e9e",
   ]
-  public static let kindColors: [NodeKind: String] = [
-    .switch: "#3498db", .router: "#9b59b6", .accessPoint: "#1abc9c", .other: "#95a5a6",
+  /// Link utilisation, on a scale of its own (blue, orange, dark red), so a
+  /// quiet link is not read as a healthy host.
+  public static let linkColors: [(below: Double, color: String)] = [
+    (50, "#4aa3df"), (80, "#e67e22"), (.infinity, "#c0392b"),
   ]
+  public static let linkUnknownColor = "#7f8c8d"
 
-  /// A host: its health's colour, glowing with its CPU; a down host dims.
-  /// A network device (no metrics of its own): its kind's colour.
+  /// A node: its health's colour, glowing with its CPU; a down host dims.
+  /// A node that never reported (a switch, an access point, a host not yet
+  /// seen) is the neutral "unknown" grey whatever its kind: the kind is told
+  /// by shape and name, never by a colour that could pass for a state.
   public static func node(kind: NodeKind, health: Health, cpuPercent: Double?) -> Material {
-    if kind != .host, health == .unknown {
-      return Material(colorHex: kindColors[kind] ?? "#95a5a6", emissiveIntensity: 0.1, opacity: 1)
-    }
+    if health == .unknown { return Material(colorHex: healthColors[.unknown]!, emissiveIntensity: 0, opacity: 1) }
     let glow = health == .down ? 0 : round2(0.2 + 0.8 * min(max(cpuPercent ?? 0, 0), 100) / 100)
     return Material(
-      colorHex: healthColors[health] ?? "#95a5a6", emissiveIntensity: glow, opacity: health == .down ? 0.5 : 1)
+      colorHex: healthColors[health] ?? healthColors[.unknown]!, emissiveIntensity: glow,
+      opacity: health == .down ? 0.5 : 1)
   }
 
-  /// A link: green under 50 % utilisation, yellow under 80 %, red above,
-  /// grey when unknown; thicker and brighter the busier it is.
+  /// A link: blue under 50 % utilisation, orange under 80 %, dark red
+  /// above, grey-blue when unknown; thicker and brighter the busier it is.
   public static func link(utilizationPercent: Double?) -> (material: Material, thickness: Double) {
     guard let u = utilizationPercent else {
-      return (Material(colorHex: "#95a5a6", emissiveIntensity: 0, opacity: 1), 0.005)
+      return (Material(colorHex: linkUnknownColor, emissiveIntensity: 0, opacity: 1), 0.005)
     }
     let clamped = min(max(u, 0), 100)
-    let color = clamped < 50 ? "#2ecc71" : clamped < 80 ? "#f1c40f" : "#e74c3c"
+    let color = linkColors.first { clamped < $0.below }?.color ?? linkColors.last!.color
     return (
       Material(colorHex: color, emissiveIntensity: round2(clamped / 100), opacity: 1),
       round4(0.005 + 0.045 * clamped / 100)
     )
+  }
+
+  /// What the colours mean, for a legend (the glTF carries it in its
+  /// scene's extras; the console draws the same).
+  public static var legend: [String: [String: String]] {
+    [
+      "health": Dictionary(
+        uniqueKeysWithValues: healthColors.map {
+          ("\($0.key)".replacingOccurrences(of: "HEALTH_", with: "").lowercased(), $0.value)
+        }),
+      "linkUtilization": [
+        "below50": linkColors[0].color, "below80": linkColors[1].color,
+        "atLeast80": linkColors[2].color, "unknown": linkUnknownColor,
+      ],
+    ]
   }
 
   static func round2(_ v: Double) -> Double { (v * 100).rounded() / 100 }

@@ -148,10 +148,12 @@ public final class TwinModel {
     let farX = (inventory.rooms.map { $0.origin.x + $0.size.x }.max() ?? 0) + 2
     for d in inventory.devices {
       var position = Vec3()
-      var size = Vec3(x: 0.48, y: Double(d.height) * U, z: 0.7)
+      // 1 mm short of its units at the top and the bottom, so adjacent
+      // devices are drawn as separate boxes.
+      var size = Vec3(x: 0.48, y: Double(d.height) * U - 0.002, z: 0.7)
       let origin = roomByName[d.room]?.origin ?? Vec3()
       if let rackName = d.rack, let rack = rackByName[rackName], let unit = d.unit {
-        let y = Double(unit - 1) * U + size.y / 2
+        let y = Double(unit - 1) * U + Double(d.height) * U / 2
         position = Vec3(
           x: origin.x + rack.position.x, y: origin.y + rack.position.y + y, z: origin.z + rack.position.z)
       } else if let p = d.position {
@@ -161,7 +163,8 @@ public final class TwinModel {
       nodes.append(
         SceneNode(
           id: d.name, kind: d.kind, label: d.label, position: position, size: size, room: d.room,
-          rack: d.rack ?? "", rackUnit: d.unit.map { UInt32($0) }, pinned: d.pin != nil))
+          rack: d.rack ?? "", rackUnit: d.unit.map { UInt32($0) }, pinned: d.pin != nil,
+          rackUnits: d.rack == nil ? 0 : UInt32(d.height)))
     }
     for (i, name) in hosts.keys.filter({ !known.contains($0) }).sorted().enumerated() {
       nodes.append(
@@ -172,7 +175,9 @@ public final class TwinModel {
     nodes.sort { $0.id < $1.id }
     var ends: [(from: String, fromPort: String, to: String, toPort: String, speed: UInt32?)] = []
     var links: [SceneLink] = []
-    for l in inventory.links.sorted(by: { $0.id < $1.id }) {
+    let sortedLinks = inventory.links.sorted(by: { $0.id < $1.id })
+    let routes = CableRoutes(nodes: nodes, racks: racks, links: sortedLinks.map { ($0.from, $0.to) })
+    for (k, l) in sortedLinks.enumerated() {
       var waypoints = l.waypoints
       if !waypoints.isEmpty {
         // Waypoints are in the source device's room frame.
@@ -183,7 +188,7 @@ public final class TwinModel {
       links.append(
         SceneLink(
           id: l.id, sourceNode: l.from, sourcePort: l.fromPort, targetNode: l.to, targetPort: l.toPort,
-          waypoints: waypoints))
+          waypoints: routes.path(link: k, via: waypoints)))
       ends.append((l.from, l.fromPort, l.to, l.toPort, l.speedMbps))
     }
     // The 2D layout: again only when the graph changed, warm-started.

@@ -105,14 +105,17 @@ func twinBatch(
     #expect(l1.rxBitsPerSecond == 500_000_000 && l1.txBitsPerSecond == 100_000_000)
     #expect(l1.utilizationPercent == 50)
     #expect(l1.speedMbps == 1000)
-    #expect(l1.material?.colorHex == "#f1c40f")  // 50 %: yellow
+    #expect(l1.material?.colorHex == "#e67e22")  // 50 %: orange (links have their own scale)
     let l2 = try #require(links["node2:eth0-sw1:2"])
     #expect(l2.utilizationPercent == 10)
     #expect(l2.speedMbps == 100)
-    #expect(l2.waypoints.count == 2)
+    // The routed path: out of node2's front, up to the tray, through the
+    // inventory's waypoints, down to sw1's front.
+    #expect(l2.waypoints.count == 6)
+    #expect(l2.waypoints[2] == Vec3(x: 3, y: 2, z: 1) && l2.waypoints[3] == Vec3(x: 1, y: 2, z: 1))
     // The access point reports nothing: unknown, grey and thin.
     let l3 = try #require(links["ap1:lan-sw1:3"])
-    #expect(l3.utilizationPercent == nil && l3.thickness == 0.005 && l3.material?.colorHex == "#95a5a6")
+    #expect(l3.utilizationPercent == nil && l3.thickness == 0.005 && l3.material?.colorHex == "#7f8c8d")
     // node1 reboots: its counters restart; no rate, not a negative one.
     twin.observe(twinBatch("node1", at: t0 + 10_000, rx: 1000, tx: 10, boot: "b2"), arrivedMs: t0 + 10_000)
     twin.recompute(nowMs: t0 + 10_000)
@@ -132,7 +135,9 @@ func twinBatch(
     #expect(node("laptop")?.room == "unracked")
     #expect(node("laptop")?.health == .critical)  // CPU 97 %
     #expect(node("node2")?.health == .unknown)  // never reported
-    #expect(node("sw1")?.material?.colorHex == "#3498db")
+    // Never reported: the neutral "unknown" grey, whatever the kind.
+    #expect(node("sw1")?.material?.colorHex == "#9e9e9e")
+    #expect(node("node2")?.material?.colorHex == "#9e9e9e")
     // 3 intervals (15 s) of silence: down, values gone, dimmed.
     let diff = try #require(twin.recompute(nowMs: t0 + 15_001))
     #expect(node("node1")?.health == .down)
@@ -154,7 +159,7 @@ func twinBatch(
     // U10, 2 U high: its centre 9 U + 1 U above the rack's floor.
     #expect(abs((n1.position?.y ?? 0) - 10 * 0.04445) < 1e-9)
     #expect(n1.position?.x == 1 && n1.position?.z == 1)
-    #expect(abs((n1.size?.y ?? 0) - 2 * 0.04445) < 1e-9)
+    #expect(abs((n1.size?.y ?? 0) - (2 * 0.04445 - 0.002)) < 1e-9)
     #expect(node("ap1")?.position == Vec3(x: 5, y: 2.8, z: 3))
     #expect(twin.scene.racks.map(\.id) == ["r1", "r2"] && twin.scene.racks[1].rotationDegrees == 90)
     #expect(twin.scene.rooms.first?.size == Vec3(x: 6, y: 3, z: 4))
@@ -317,7 +322,54 @@ func twinBatch(
     // 5 devices and hosts, 1 room, 2 racks, 3 links.
     #expect(summary["nodes"] as? Int == 11)
     let extras = summary["extras"] as? [String: [String: Any]]
-    #expect(extras?["node1"]?["cpu_percent"] as? Double == 42)
+    #expect(extras?["node1"]?["cpuPercent"] as? Double == 42)
+    #expect(extras?["node1"]?["label"] as? String == "node1")
+    #expect(extras?["node1"]?["rackUnits"] as? Int == 2)
+    // A link names its ends; the scene carries the legend.
+    #expect(extras?["link:node1:eth0-sw1:1"]?["sourceNode"] as? String == "node1")
+    #expect(extras?["link:node1:eth0-sw1:1"]?["targetPort"] as? String == "1")
     #expect(extras?["node1"]?["health"] as? String == "HEALTH_OK")
+  }
+
+  @Test func racksDrawSeparateBoxesAndCablesRunInLanesOverTheRack() throws {
+    let twin = TwinModel(
+      inventory: try inventory(
+        """
+        site: home
+        rooms:
+          - name: lab
+            origin: [0, 0, 0]
+            size: [6, 3, 4]
+            racks:
+              - name: r1
+                position: [1, 0, 1]
+                units: 12
+                devices:
+                  - {name: sw1, kind: switch, unit: 12}
+                  - {name: a1, kind: host, unit: 1}
+                  - {name: a2, kind: host, unit: 2, height: 2}
+        links:
+          - {from: "a1:eth0", to: "sw1:1"}
+          - {from: "a2:eth0", to: "sw1:2"}
+        """))
+    twin.recompute(nowMs: 1000)
+    let nodes = Dictionary(uniqueKeysWithValues: twin.scene.nodes.map { ($0.id, $0) })
+    let a1 = try #require(nodes["a1"])
+    let a2 = try #require(nodes["a2"])
+    // Adjacent units: a gap between the boxes, heights in units kept.
+    let a1Top = (a1.position?.y ?? 0) + (a1.size?.y ?? 0) / 2
+    let a2Bottom = (a2.position?.y ?? 0) - (a2.size?.y ?? 0) / 2
+    #expect(a2Bottom - a1Top > 0.001)
+    #expect(a1.rackUnits == 1 && a2.rackUnits == 2)
+    let links = twin.scene.links
+    #expect(links.count == 2)
+    for l in links {
+      // End to end, over the rack (12 U = 0.53 m) and in front of the boxes.
+      #expect(l.waypoints.count == 4)
+      #expect(l.waypoints.map(\.y).max()! > 12 * 0.04445)
+      #expect(l.waypoints.allSatisfy { $0.z > 1 + 0.35 })
+    }
+    // sw1's two cables leave it in different lanes.
+    #expect(links[0].waypoints.last != links[1].waypoints.last)
   }
 }

@@ -20,6 +20,9 @@ struct ConsoleAPI: Sendable {
   let commandsCache = Cache<[CommandSummary]>(what: "recent commands")
   /// One overview for every browser watching it, made at most this often.
   let overviewCache = Cache<Overview>(what: "overview")
+  let confirmed = ConfirmedCommands()
+
+  var accounts: Accounts { login.accounts }
 
   // MARK: Session
 
@@ -212,50 +215,6 @@ struct ConsoleAPI: Sendable {
     let answer = try await rpc.alerts(
       host: q["host"].map(String.init) ?? "", includeResolved: q["resolved"] == "1", limit: 500)
     return AlertsAnswer(alerts: answer.alerts.map(AlertView.init), silences: answer.silences.map(SilenceView.init))
-  }
-
-  struct CommandsAnswer: ResponseEncodable { var commands: [CommandSummary] }
-
-  func commands(_ request: Request, _ context: ConsoleContext) async throws -> CommandsAnswer {
-    let q = request.uri.queryParameters
-    let limit = min(q["limit"].flatMap { UInt32($0) } ?? 50, 500)
-    let answer = try await rpc.commands(host: q["host"].map(String.init) ?? "", limit: limit)
-    return CommandsAnswer(commands: answer.commands.map(CommandSummary.init))
-  }
-
-  struct SubmitRequest: Decodable {
-    /// The CommandRequest, protobuf-encoded and signed by the browser's
-    /// own key (base64).
-    var request: String
-  }
-  struct SubmitAnswer: ResponseEncodable {
-    var id: String
-    var state: String
-    var hosts: [String]
-    var reason: String
-  }
-
-  /// A command the browser built and signed itself: the console checks the
-  /// role and that the signer is the session's user, and passes it to the
-  /// CommandRouter, which verifies the signature and its rules.
-  func submit(_ request: Request, _ context: ConsoleContext) async throws -> SubmitAnswer {
-    let session = try context.requireSession()
-    guard session.mayAct else {
-      throw APIError.forbidden("role \(session.roles.joined(separator: ",")) may not run commands")
-    }
-    let body = try await request.decode(as: SubmitRequest.self, context: context)
-    guard let bytes = Data(base64Encoded: body.request), bytes.count <= 64 * 1024,
-      let command = try? CommandRequest(decoding: [UInt8](bytes))
-    else { throw APIError.badRequest("request is not a base64 CommandRequest") }
-    guard command.operatorKeyId == session.user else {
-      throw APIError.forbidden("the command is signed as '\(command.operatorKeyId)', not as '\(session.user)'")
-    }
-    let answer = try await rpc.submit(command)
-    logger.info(
-      "command submitted", metadata: ["user": "\(session.user)", "command_id": "\(answer.commandId)"])
-    return SubmitAnswer(
-      id: answer.commandId, state: apiName(answer.state.description, prefix: "COMMAND_STATE_"), hosts: answer.hosts,
-      reason: answer.reason)
   }
 
   // MARK: Overview

@@ -316,3 +316,46 @@ public struct LatestView: Codable, Sendable {
     errors = b.errors.map { CollectorFailure(collector: $0.collector, message: $0.message) }
   }
 }
+
+/// A chunk of a command's output, as the browser gets it live and in the
+/// stored output.
+struct CommandOutputMessage: Codable, Sendable {
+  var type = "output"
+  var commandId, host: String
+  var seq: UInt64
+  var stream: String
+  var text: String
+  var at: Int64
+
+  init(_ o: CommandOutput) {
+    commandId = o.commandId
+    host = o.host
+    seq = o.chunkSequence
+    stream = o.channel == .stderr ? "stderr" : "stdout"
+    text = String(decoding: o.data, as: UTF8.self)
+    at = o.emittedAtUnixMs
+  }
+}
+
+/// A host's final word on a command.
+struct CommandResultMessage: Codable, Sendable {
+  var type = "result"
+  var commandId, host, state, reason: String
+  var exitCode, signal: Int32?
+  var startedAt, finishedAt: Int64?
+  var truncated: Bool
+  var outputBytes: UInt64
+
+  init(_ r: CommandResult) {
+    commandId = r.commandId
+    host = r.host
+    state = apiName(r.state.description, prefix: "COMMAND_STATE_")
+    reason = r.reason
+    exitCode = r.exitCode
+    signal = r.signal
+    startedAt = r.startedAtUnixMs == 0 ? nil : r.startedAtUnixMs
+    finishedAt = r.finishedAtUnixMs == 0 ? nil : r.finishedAtUnixMs
+    truncated = r.truncated
+    outputBytes = r.outputBytes
+  }
+}

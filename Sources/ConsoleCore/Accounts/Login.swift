@@ -166,6 +166,27 @@ public final class Login: Sendable {
     return .ready(token: token, csrf: csrf, user: account.name, roles: account.roles)
   }
 
+  /// A fresh TOTP code from a logged-in person, before something that
+  /// needs more than a session (registering a signing key, a command on
+  /// many hosts). Like a login's code: good once, and a wrong one counts
+  /// towards the lockout.
+  public func confirmCode(_ session: Session, code: String, address: String, action: String) async throws -> Bool {
+    guard let account = try await accounts.find(id: session.userID), let secret = account.totpSecret,
+      account.totpEnrolled, !account.disabled
+    else { return false }
+    if account.lockedUntilMs.map({ $0 > Date().unixMilliseconds }) ?? false { return false }
+    guard let step = TOTPCode.verify(code, secret: secret, after: account.totpLastStep),
+      try await accounts.recordSuccess(userID: account.id, totpStep: step)
+    else {
+      Self.count("invalid_totp")
+      _ = try await accounts.recordFailure(
+        userID: account.id, maxFailures: settings.maxFailures, lockout: settings.lockout)
+      try await accounts.audit(user: session.user, address: address, action: action, outcome: "invalid_totp")
+      return false
+    }
+    return true
+  }
+
   public func logout(_ session: Session, address: String) async throws {
     try await sessions.delete(session)
     Self.count("logout")

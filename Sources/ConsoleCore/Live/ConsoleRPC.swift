@@ -37,6 +37,33 @@ public struct ConsoleRPC: Sendable {
     try await call(Subjects.commandsList, ListCommandsRequest(host: host, limit: limit), ListCommandsResponse.self)
   }
 
+  public func commands(_ q: ListCommandsRequest) async throws -> ListCommandsResponse {
+    try await call(Subjects.commandsList, q, ListCommandsResponse.self)
+  }
+
+  public func command(id: String) async throws -> CommandRecordWithOutput {
+    try await call(
+      Subjects.commandsGet, GetCommandRequest(id: id, withOutput: true), CommandRecordWithOutput.self)
+  }
+
+  public func acknowledge(_ q: AckAlertRequest) async throws -> Alert {
+    try await call(Subjects.alertsAck, q, Alert.self)
+  }
+
+  public func silence(_ q: SilenceRequest) async throws -> Silence {
+    try await call(Subjects.alertsSilence, q, Silence.self)
+  }
+
+  public func endSilence(_ q: EndSilenceRequest) async throws -> Silence {
+    try await call(Subjects.alertsUnsilence, q, Silence.self)
+  }
+
+  /// The twin's scene as its JSON document (large: a longer wait).
+  public func scene() async throws -> SceneDocument {
+    try await bus.connection().request(
+      Subjects.twinSceneGet, GetSceneRequest(format: .json), expecting: SceneDocument.self, timeout: timeout * 3)
+  }
+
   public func submit(_ request: CommandRequest) async throws -> SubmitCommandResponse {
     try await call(Subjects.commandsSubmit, request, SubmitCommandResponse.self)
   }

@@ -47,7 +47,11 @@ public final class Fleet: Sendable {
   struct State {
     var hosts: [String: Host] = [:]
     var alerts: [String: Alert] = [:]
-    var observers: [UInt64: @Sendable (Change) -> Void] = [:]
+    var observers: [UInt64: @Sendable (Change) -> Void] = [:] {
+      // A list read on every batch without copying the dictionary.
+      didSet { observerList = Array(observers.values) }
+    }
+    var observerList: [@Sendable (Change) -> Void] = []
     var nextObserver: UInt64 = 0
   }
 
@@ -55,6 +59,20 @@ public final class Fleet: Sendable {
   public enum Change: Sendable {
     case host(String)
     case alert(Alert)
+    /// A message for the browsers watching a topic, JSON-encoded once.
+    case message(Topic, [UInt8])
+  }
+
+  /// What a browser can watch besides the fleet: one command's output, or
+  /// the network (the twin's diffs).
+  public enum Topic: Sendable, Equatable {
+    case command(String)
+    case network
+  }
+
+  /// Passes a message to the browsers watching `topic`.
+  public func publish(_ topic: Topic, _ json: [UInt8]) {
+    for o in state.withLock({ $0.observerList }) { o(.message(topic, json)) }
   }
 
   private let state = Mutex(State())
@@ -106,7 +124,7 @@ public final class Fleet: Sendable {
       s.hosts[name]!.update(n, values, arrivedMs: arrivedMs)
       return known
     }
-    notify([.host(name)])
+    for o in state.withLock({ $0.observerList }) { o(.host(name)) }
     return known
   }
 
@@ -170,6 +188,19 @@ public final class Fleet: Sendable {
     notify(changed.map(Change.host))
   }
 
+  /// The hosts a command target names now, as the console knows them (to
+  /// tell how many a command would reach; the router resolves it again).
+  public func resolve(_ t: CommandTarget) -> [String] {
+    switch t.kind {
+    case .hosts: return t.hosts
+    case .all: return hostNames.sorted()
+    case .group: return rows().filter { $0.groups.contains(t.group) }.map(\.name)
+    case .selector:
+      return rows().filter { row in t.selector.allSatisfy { row.labels[$0.key] == $0.value } }.map(\.name)
+    default: return []
+    }
+  }
+
   // MARK: Observing
 
   public func observe(_ observer: @escaping @Sendable (Change) -> Void) -> UInt64 {
@@ -184,7 +215,7 @@ public final class Fleet: Sendable {
 
   private func notify(_ changes: [Change]) {
     guard !changes.isEmpty else { return }
-    let observers = state.withLock { Array($0.observers.values) }
+    let observers = state.withLock { $0.observerList }
     for o in observers { for c in changes { o(c) } }
   }
 

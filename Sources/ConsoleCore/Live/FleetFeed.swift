@@ -29,33 +29,25 @@ public final class FleetFeed: Service, Sendable {
 
   public func run() async throws {
     guard let conn = try? await bus.connection() else { return }
-    let batches = try conn.subscribe(Streams.metricsNormalized.subjects[0], bufferSize: 8192)
+    let (fleet, rpc, logger, refresh) = (self.fleet, self.rpc, self.logger, self.refresh)
+    let unknownHost = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    // 200 batches a second at 1,000 hosts: applied on libnats' delivery
+    // thread (a decode and a locked update), not handed to the executor.
+    let batches = try conn.subscribe(Streams.metricsNormalized.subjects[0], pending: 8192) { m in
+      if !Self.apply(m, to: fleet, logger: logger) { unknownHost.continuation.yield() }
+    }
     // The ALERTS stream's subjects (alerts.list and the other RPCs share the
     // prefix).
     let alerts = try conn.subscribe("alerts.*.*", bufferSize: 1024)
-    let (fleet, rpc, logger, refresh) = (self.fleet, self.rpc, self.logger, self.refresh)
-    let unknownHost = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    // Command output and results, and the twin's diffs: passed to the
+    // browsers that watch them, JSON-encoded once.
+    let results = try conn.subscribe("commands.result.*", pending: 65536) { m in
+      Self.relayCommand(m, to: fleet, logger: logger)
+    }
+    let diffs = try conn.subscribe(Subjects.visualizationUpdates, pending: 1024) { m in
+      Self.relayDiff(m, to: fleet, logger: logger)
+    }
     await withTaskGroup(of: Void.self) { group in
-      group.addTask {
-        for await m in batches {
-          do {
-            let n = try m.decode(NormalizedBatch.self)
-            // A batch speaks for the host its subject names (the subject is
-            // what NATS permissions confine), and only for a valid one.
-            let host = n.batch?.host ?? ""
-            guard Subjects.isValidHostToken(host), m.subject == Subjects.metricsNormalized(host) else {
-              Counter(label: "console_bus_rejected_total", dimensions: [("reason", "host_mismatch")]).increment()
-              logger.warning(
-                "normalized batch for another host than its subject", metadata: ["subject": "\(m.subject)"])
-              continue
-            }
-            if !fleet.apply(batch: n, arrivedMs: Date().unixMilliseconds) { unknownHost.continuation.yield() }
-          } catch {
-            Counter(label: "console_bus_rejected_total", dimensions: [("reason", "undecodable_batch")]).increment()
-            logger.warning("undecodable normalized batch", metadata: ["subject": "\(m.subject)", "error": "\(error)"])
-          }
-        }
-      }
       group.addTask {
         for await m in alerts {
           do {
@@ -95,9 +87,71 @@ public final class FleetFeed: Service, Sendable {
       }
       try? await gracefulShutdown()
       batches.unsubscribe()
+      results.unsubscribe()
+      diffs.unsubscribe()
       alerts.unsubscribe()
       unknownHost.continuation.finish()
       group.cancelAll()
+    }
+  }
+
+  /// Applies one normalized batch; false for a host not registered yet.
+  static func apply(_ m: BusMessage, to fleet: Fleet, logger: Logger) -> Bool {
+    do {
+      let n = try m.decode(NormalizedBatch.self)
+      // A batch speaks for the host its subject names (the subject is what
+      // NATS permissions confine), and only for a valid one.
+      let host = n.batch?.host ?? ""
+      guard Subjects.isValidHostToken(host), m.subject == Subjects.metricsNormalized(host) else {
+        Counter(label: "console_bus_rejected_total", dimensions: [("reason", "host_mismatch")]).increment()
+        logger.warning("normalized batch for another host than its subject", metadata: ["subject": "\(m.subject)"])
+        return true
+      }
+      return fleet.apply(batch: n, arrivedMs: Date().unixMilliseconds)
+    } catch {
+      Counter(label: "console_bus_rejected_total", dimensions: [("reason", "undecodable_batch")]).increment()
+      logger.warning("undecodable normalized batch", metadata: ["subject": "\(m.subject)", "error": "\(error)"])
+      return true
+    }
+  }
+
+  /// `{"type": "output" | "result", ...}` for the browsers watching the
+  /// command; only for the host the subject names.
+  static func relayCommand(_ m: BusMessage, to fleet: Fleet, logger: Logger) {
+    let subjectHost = m.subject.dropFirst("commands.result.".count)
+    do {
+      let encoder = JSONEncoder()
+      if m.mirrorType == CommandOutput.fullName {
+        let o = try m.decode(CommandOutput.self)
+        guard o.host == subjectHost else { throw ForeignHost() }
+        fleet.publish(.command(o.commandId), [UInt8](try encoder.encode(CommandOutputMessage(o))))
+      } else {
+        let r = try m.decode(CommandResult.self)
+        guard r.host == subjectHost else { throw ForeignHost() }
+        fleet.publish(.command(r.commandId), [UInt8](try encoder.encode(CommandResultMessage(r))))
+      }
+    } catch {
+      Counter(label: "console_bus_rejected_total", dimensions: [("reason", "bad_command_result")]).increment()
+      logger.warning("command output not relayed", metadata: ["subject": "\(m.subject)", "error": "\(error)"])
+    }
+  }
+
+  struct ForeignHost: Error, CustomStringConvertible {
+    var description: String { "the message names another host than its subject" }
+  }
+
+  /// `{"type": "twin", "diff": SceneDiff}` (the twin's JSON names) for the
+  /// browsers watching the network.
+  static func relayDiff(_ m: BusMessage, to fleet: Fleet, logger: Logger) {
+    do {
+      let diff = try m.decode(SceneDiff.self, limit: 64 << 20)
+      var json = Array(#"{"type":"twin","diff":"#.utf8)
+      json += try JSONEncoder().encode(diff)
+      json.append(UInt8(ascii: "}"))
+      fleet.publish(.network, json)
+    } catch {
+      Counter(label: "console_bus_rejected_total", dimensions: [("reason", "undecodable_diff")]).increment()
+      logger.warning("undecodable scene diff", metadata: ["error": "\(error)"])
     }
   }
 

@@ -9,6 +9,7 @@ enum Watch: Sendable, Equatable {
   case overview
   case hosts
   case host(String)
+  case topic(Fleet.Topic)
 }
 
 /// One connected browser: what it watches and what changed since its last
@@ -23,7 +24,13 @@ final class LiveClient: Sendable {
     var detail = false
     var overview = false
     var alerts: [Alert] = []
+    /// Messages of the watched topic, in order.
+    var messages: [[UInt8]] = []
   }
+  /// At most this many topic messages wait for a browser; older ones are
+  /// dropped and counted (a twin diff missed shows as a sequence gap, and
+  /// the browser fetches the scene; a command's stored output is re-read).
+  static let maxPendingMessages = 2000
   /// At most this many alert changes wait for a browser; older ones are
   /// dropped (and counted): the alert list is re-read on the next overview.
   static let maxPendingAlerts = 64
@@ -42,6 +49,7 @@ final class LiveClient: Sendable {
       $0.hosts = []
       $0.detail = true
       $0.overview = true
+      $0.messages = []
     }
     wakeUp.yield()
   }
@@ -57,6 +65,13 @@ final class LiveClient: Sendable {
         return true
       case (.host(let name), .host(let watched)) where name == watched:
         p.detail = true
+        return true
+      case (.message(let topic, let json), .topic(let watched)) where topic == watched:
+        if p.messages.count >= Self.maxPendingMessages {
+          p.messages.removeFirst()
+          Counter(label: "console_live_dropped_total", dimensions: [("what", "message")]).increment()
+        }
+        p.messages.append(json)
         return true
       case (.alert(let a), _):
         if p.alerts.count >= Self.maxPendingAlerts {
@@ -81,6 +96,7 @@ final class LiveClient: Sendable {
       p.detail = false
       p.overview = false
       p.alerts = []
+      p.messages = []
       return out
     }
   }

@@ -24,6 +24,7 @@ struct LiveStream: Sendable {
   struct WatchMessage: Decodable {
     var watch: String
     var host: String?
+    var id: String?
   }
   struct HostMessage: Encodable {
     struct Detail: Encodable {
@@ -90,6 +91,8 @@ struct LiveStream: Sendable {
           case "overview": client.watch(.overview)
           case "hosts": client.watch(.hosts)
           case "host": client.watch(.host(w.host ?? ""))
+          case "network": client.watch(.topic(.network))
+          case "command": client.watch(.topic(.command(w.id ?? "")))
           default: client.watch(.none)
           }
         }
@@ -126,6 +129,7 @@ struct LiveStream: Sendable {
   func messages(_ p: LiveClient.Pending, encoder: JSONEncoder) async throws -> [String] {
     var out: [Data] = []
     for a in p.alerts { out.append(try encoder.encode(AlertMessage(alert: AlertView(a)))) }
+    for m in p.messages { out.append(Data(m)) }
     if case .hosts = p.watch, !p.hosts.isEmpty {
       // {"type": "hosts", "at", "rows": [HostRow]}, from rows the fleet
       // encoded once for every browser: encoding them per browser was most of the console's CPU

@@ -46,6 +46,7 @@ public enum Subjects {
   public static let alertsList = "alerts.list"
   public static let alertsAck = "alerts.ack"
   public static let alertsSilence = "alerts.silence"
+  public static let alertsUnsilence = "alerts.unsilence"
 
   /// A host name usable as one subject token: no dots, wildcards or spaces.
   public static func isValidHostToken(_ host: String) -> Bool {

@@ -66,7 +66,8 @@ public struct Alert: WireMessage {
   public var acknowledged: Bool
   public var acknowledgedBy: String
   public var silencedUntilUnixMs: Int64
-  public init(id: String = "", rule: String = "", host: String = "", severity: Severity = Severity(rawValue: 0), state: AlertState = AlertState(rawValue: 0), labels: [Label] = [], summary: String = "", description: String = "", value: Double = 0, threshold: Double = 0, startedAtUnixMs: Int64 = 0, updatedAtUnixMs: Int64 = 0, resolvedAtUnixMs: Int64 = 0, acknowledged: Bool = false, acknowledgedBy: String = "", silencedUntilUnixMs: Int64 = 0) {
+  public var acknowledgedComment: String
+  public init(id: String = "", rule: String = "", host: String = "", severity: Severity = Severity(rawValue: 0), state: AlertState = AlertState(rawValue: 0), labels: [Label] = [], summary: String = "", description: String = "", value: Double = 0, threshold: Double = 0, startedAtUnixMs: Int64 = 0, updatedAtUnixMs: Int64 = 0, resolvedAtUnixMs: Int64 = 0, acknowledged: Bool = false, acknowledgedBy: String = "", silencedUntilUnixMs: Int64 = 0, acknowledgedComment: String = "") {
     self.id = id
     self.rule = rule
     self.host = host
@@ -83,6 +84,7 @@ public struct Alert: WireMessage {
     self.acknowledged = acknowledged
     self.acknowledgedBy = acknowledgedBy
     self.silencedUntilUnixMs = silencedUntilUnixMs
+    self.acknowledgedComment = acknowledgedComment
   }
 }
 
@@ -115,6 +117,7 @@ extension Alert: CBridged {
     self.acknowledged = m.acknowledged != 0
     self.acknowledgedBy = wireString(m.acknowledged_by)
     self.silencedUntilUnixMs = m.silenced_until_unix_ms
+    self.acknowledgedComment = wireString(m.acknowledged_comment)
   }
 
   func cValue(_ a: CArena) -> Mirrorstage__V1__Alert {
@@ -137,6 +140,7 @@ extension Alert: CBridged {
     m.acknowledged = acknowledged ? 1 : 0
     m.acknowledged_by = a.string(acknowledgedBy)
     m.silenced_until_unix_ms = silencedUntilUnixMs
+    m.acknowledged_comment = a.string(acknowledgedComment)
     return m
   }
 }
@@ -226,9 +230,11 @@ public struct AckAlertRequest: WireMessage {
   public static let fullName = "mirrorstage.v1.AckAlertRequest"
   public var alertId: String
   public var by: String
-  public init(alertId: String = "", by: String = "") {
+  public var comment: String
+  public init(alertId: String = "", by: String = "", comment: String = "") {
     self.alertId = alertId
     self.by = by
+    self.comment = comment
   }
 }
 
@@ -247,6 +253,7 @@ extension AckAlertRequest: CBridged {
   init(c m: Mirrorstage__V1__AckAlertRequest) {
     self.alertId = wireString(m.alert_id)
     self.by = wireString(m.by)
+    self.comment = wireString(m.comment)
   }
 
   func cValue(_ a: CArena) -> Mirrorstage__V1__AckAlertRequest {
@@ -254,6 +261,7 @@ extension AckAlertRequest: CBridged {
     mirrorstage__v1__ack_alert_request__init(&m)
     m.alert_id = a.string(alertId)
     m.by = a.string(by)
+    m.comment = a.string(comment)
     return m
   }
 }
@@ -368,6 +376,43 @@ extension SilenceRequest: CBridged {
     m.duration_ms = durationMs
     m.by = a.string(by)
     m.comment = a.string(comment)
+    return m
+  }
+}
+
+/// `mirrorstage.v1.EndSilenceRequest`.
+public struct EndSilenceRequest: WireMessage {
+  public static let fullName = "mirrorstage.v1.EndSilenceRequest"
+  public var id: String
+  public var by: String
+  public init(id: String = "", by: String = "") {
+    self.id = id
+    self.by = by
+  }
+}
+
+extension EndSilenceRequest: CBridged {
+  typealias CStruct = Mirrorstage__V1__EndSilenceRequest
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__EndSilenceRequest>) -> Int { mirrorstage__v1__end_silence_request__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__EndSilenceRequest>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__end_silence_request__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__EndSilenceRequest>? { mirrorstage__v1__end_silence_request__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__EndSilenceRequest) {
+    self.id = wireString(m.id)
+    self.by = wireString(m.by)
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__EndSilenceRequest {
+    var m = Mirrorstage__V1__EndSilenceRequest()
+    mirrorstage__v1__end_silence_request__init(&m)
+    m.id = a.string(id)
+    m.by = a.string(by)
     return m
   }
 }

@@ -10,6 +10,7 @@ public let allWireMessageTypes: [any WireMessage.Type] = [
   AckAlertRequest.self,
   Silence.self,
   SilenceRequest.self,
+  EndSilenceRequest.self,
   CommandTarget.self,
   CommandAction.self,
   CommandRequest.self,

@@ -246,7 +246,8 @@ public struct SceneNode: WireMessage {
   public var rack: String
   public var rackUnit: UInt32?
   public var pinned: Bool
-  public init(id: String = "", kind: NodeKind = NodeKind(rawValue: 0), label: String = "", health: Health = Health(rawValue: 0), position: Vec3? = nil, size: Vec3? = nil, x2d: Double = 0, y2d: Double = 0, cpuPercent: Double? = nil, memoryPercent: Double? = nil, temperatureCelsius: Double? = nil, material: Material? = nil, room: String = "", rack: String = "", rackUnit: UInt32? = nil, pinned: Bool = false) {
+  public var rackUnits: UInt32
+  public init(id: String = "", kind: NodeKind = NodeKind(rawValue: 0), label: String = "", health: Health = Health(rawValue: 0), position: Vec3? = nil, size: Vec3? = nil, x2d: Double = 0, y2d: Double = 0, cpuPercent: Double? = nil, memoryPercent: Double? = nil, temperatureCelsius: Double? = nil, material: Material? = nil, room: String = "", rack: String = "", rackUnit: UInt32? = nil, pinned: Bool = false, rackUnits: UInt32 = 0) {
     self.id = id
     self.kind = kind
     self.label = label
@@ -263,6 +264,7 @@ public struct SceneNode: WireMessage {
     self.rack = rack
     self.rackUnit = rackUnit
     self.pinned = pinned
+    self.rackUnits = rackUnits
   }
 }
 
@@ -295,6 +297,7 @@ extension SceneNode: CBridged {
     self.rack = wireString(m.rack)
     self.rackUnit = m.rack_unit.map { $0.pointee.value }
     self.pinned = m.pinned != 0
+    self.rackUnits = m.rack_units
   }
 
   func cValue(_ a: CArena) -> Mirrorstage__V1__SceneNode {
@@ -336,6 +339,7 @@ extension SceneNode: CBridged {
       m.rack_unit = w
     }
     m.pinned = pinned ? 1 : 0
+    m.rack_units = rackUnits
     return m
   }
 }

@@ -22,6 +22,7 @@ typedef struct Mirrorstage__V1__ListAlertsResponse Mirrorstage__V1__ListAlertsRe
 typedef struct Mirrorstage__V1__AckAlertRequest Mirrorstage__V1__AckAlertRequest;
 typedef struct Mirrorstage__V1__Silence Mirrorstage__V1__Silence;
 typedef struct Mirrorstage__V1__SilenceRequest Mirrorstage__V1__SilenceRequest;
+typedef struct Mirrorstage__V1__EndSilenceRequest Mirrorstage__V1__EndSilenceRequest;
 
 
 /* --- enums --- */
@@ -56,10 +57,14 @@ struct  Mirrorstage__V1__Alert
   protobuf_c_boolean acknowledged;
   char *acknowledged_by;
   int64_t silenced_until_unix_ms;
+  /*
+   * What the person who acknowledged it said.
+   */
+  char *acknowledged_comment;
 };
 #define MIRRORSTAGE__V1__ALERT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__alert__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__SEVERITY__SEVERITY_UNSPECIFIED, MIRRORSTAGE__V1__ALERT_STATE__ALERT_STATE_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__SEVERITY__SEVERITY_UNSPECIFIED, MIRRORSTAGE__V1__ALERT_STATE__ALERT_STATE_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -106,10 +111,11 @@ struct  Mirrorstage__V1__AckAlertRequest
   ProtobufCMessage base;
   char *alert_id;
   char *by;
+  char *comment;
 };
 #define MIRRORSTAGE__V1__ACK_ALERT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__ack_alert_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -150,6 +156,21 @@ struct  Mirrorstage__V1__SilenceRequest
 #define MIRRORSTAGE__V1__SILENCE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__silence_request__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * alerts.unsilence: ends a silence now; the answer is the silence as it now
+ * is (or an RpcError "not_found" for no active silence with that id).
+ */
+struct  Mirrorstage__V1__EndSilenceRequest
+{
+  ProtobufCMessage base;
+  char *id;
+  char *by;
+};
+#define MIRRORSTAGE__V1__END_SILENCE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__end_silence_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /* Mirrorstage__V1__Alert methods */
@@ -266,6 +287,25 @@ Mirrorstage__V1__SilenceRequest *
 void   mirrorstage__v1__silence_request__free_unpacked
                      (Mirrorstage__V1__SilenceRequest *message,
                       ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__EndSilenceRequest methods */
+void   mirrorstage__v1__end_silence_request__init
+                     (Mirrorstage__V1__EndSilenceRequest         *message);
+size_t mirrorstage__v1__end_silence_request__get_packed_size
+                     (const Mirrorstage__V1__EndSilenceRequest   *message);
+size_t mirrorstage__v1__end_silence_request__pack
+                     (const Mirrorstage__V1__EndSilenceRequest   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__end_silence_request__pack_to_buffer
+                     (const Mirrorstage__V1__EndSilenceRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__EndSilenceRequest *
+       mirrorstage__v1__end_silence_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__end_silence_request__free_unpacked
+                     (Mirrorstage__V1__EndSilenceRequest *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Mirrorstage__V1__Alert_Closure)
@@ -286,6 +326,9 @@ typedef void (*Mirrorstage__V1__Silence_Closure)
 typedef void (*Mirrorstage__V1__SilenceRequest_Closure)
                  (const Mirrorstage__V1__SilenceRequest *message,
                   void *closure_data);
+typedef void (*Mirrorstage__V1__EndSilenceRequest_Closure)
+                 (const Mirrorstage__V1__EndSilenceRequest *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -299,6 +342,7 @@ extern const ProtobufCMessageDescriptor mirrorstage__v1__list_alerts_response__d
 extern const ProtobufCMessageDescriptor mirrorstage__v1__ack_alert_request__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__silence__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__silence_request__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__end_silence_request__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -108,10 +108,14 @@ struct  Mirrorstage__V1__SceneNode
   char *rack;
   Google__Protobuf__UInt32Value *rack_unit;
   protobuf_c_boolean pinned;
+  /*
+   * A racked device's height in rack units (0 when not in a rack).
+   */
+  uint32_t rack_units;
 };
 #define MIRRORSTAGE__V1__SCENE_NODE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__scene_node__descriptor) \
-    , (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__NODE_KIND__NODE_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__HEALTH__HEALTH_UNKNOWN, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0 }
+    , (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__NODE_KIND__NODE_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, MIRRORSTAGE__V1__HEALTH__HEALTH_UNKNOWN, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, 0 }
 
 
 struct  Mirrorstage__V1__SceneLink
@@ -128,6 +132,11 @@ struct  Mirrorstage__V1__SceneLink
   Google__Protobuf__DoubleValue *utilization_percent;
   double thickness;
   Mirrorstage__V1__Material *material;
+  /*
+   * The cable's path in 3D, from the source end to the target end (both
+   * included): out of the front of a racked device, over a tray above its
+   * rack (or through the inventory's waypoints), into the other end.
+   */
   size_t n_waypoints;
   Mirrorstage__V1__Vec3 **waypoints;
 };

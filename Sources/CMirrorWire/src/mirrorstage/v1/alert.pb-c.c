@@ -277,7 +277,52 @@ void   mirrorstage__v1__silence_request__free_unpacked
   assert(message->base.descriptor == &mirrorstage__v1__silence_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor mirrorstage__v1__alert__field_descriptors[16] =
+void   mirrorstage__v1__end_silence_request__init
+                     (Mirrorstage__V1__EndSilenceRequest         *message)
+{
+  static const Mirrorstage__V1__EndSilenceRequest init_value = MIRRORSTAGE__V1__END_SILENCE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__end_silence_request__get_packed_size
+                     (const Mirrorstage__V1__EndSilenceRequest *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__end_silence_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__end_silence_request__pack
+                     (const Mirrorstage__V1__EndSilenceRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__end_silence_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__end_silence_request__pack_to_buffer
+                     (const Mirrorstage__V1__EndSilenceRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__end_silence_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__EndSilenceRequest *
+       mirrorstage__v1__end_silence_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__EndSilenceRequest *)
+     protobuf_c_message_unpack (&mirrorstage__v1__end_silence_request__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__end_silence_request__free_unpacked
+                     (Mirrorstage__V1__EndSilenceRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__end_silence_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor mirrorstage__v1__alert__field_descriptors[17] =
 {
   {
     "id",
@@ -471,10 +516,23 @@ static const ProtobufCFieldDescriptor mirrorstage__v1__alert__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "acknowledged_comment",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__Alert, acknowledged_comment),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mirrorstage__v1__alert__field_indices_by_name[] = {
   13,   /* field[13] = acknowledged */
   14,   /* field[14] = acknowledged_by */
+  16,   /* field[16] = acknowledged_comment */
   7,   /* field[7] = description */
   2,   /* field[2] = host */
   0,   /* field[0] = id */
@@ -493,7 +551,7 @@ static const unsigned mirrorstage__v1__alert__field_indices_by_name[] = {
 static const ProtobufCIntRange mirrorstage__v1__alert__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor mirrorstage__v1__alert__descriptor =
 {
@@ -503,7 +561,7 @@ const ProtobufCMessageDescriptor mirrorstage__v1__alert__descriptor =
   "Mirrorstage__V1__Alert",
   "mirrorstage.v1",
   sizeof(Mirrorstage__V1__Alert),
-  16,
+  17,
   mirrorstage__v1__alert__field_descriptors,
   mirrorstage__v1__alert__field_indices_by_name,
   1,  mirrorstage__v1__alert__number_ranges,
@@ -625,7 +683,7 @@ const ProtobufCMessageDescriptor mirrorstage__v1__list_alerts_response__descript
   (ProtobufCMessageInit) mirrorstage__v1__list_alerts_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mirrorstage__v1__ack_alert_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor mirrorstage__v1__ack_alert_request__field_descriptors[3] =
 {
   {
     "alert_id",
@@ -651,15 +709,28 @@ static const ProtobufCFieldDescriptor mirrorstage__v1__ack_alert_request__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "comment",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__AckAlertRequest, comment),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mirrorstage__v1__ack_alert_request__field_indices_by_name[] = {
   0,   /* field[0] = alert_id */
   1,   /* field[1] = by */
+  2,   /* field[2] = comment */
 };
 static const ProtobufCIntRange mirrorstage__v1__ack_alert_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor mirrorstage__v1__ack_alert_request__descriptor =
 {
@@ -669,7 +740,7 @@ const ProtobufCMessageDescriptor mirrorstage__v1__ack_alert_request__descriptor 
   "Mirrorstage__V1__AckAlertRequest",
   "mirrorstage.v1",
   sizeof(Mirrorstage__V1__AckAlertRequest),
-  2,
+  3,
   mirrorstage__v1__ack_alert_request__field_descriptors,
   mirrorstage__v1__ack_alert_request__field_indices_by_name,
   1,  mirrorstage__v1__ack_alert_request__number_ranges,
@@ -906,6 +977,57 @@ const ProtobufCMessageDescriptor mirrorstage__v1__silence_request__descriptor =
   mirrorstage__v1__silence_request__field_indices_by_name,
   1,  mirrorstage__v1__silence_request__number_ranges,
   (ProtobufCMessageInit) mirrorstage__v1__silence_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mirrorstage__v1__end_silence_request__field_descriptors[2] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__EndSilenceRequest, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "by",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__EndSilenceRequest, by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__end_silence_request__field_indices_by_name[] = {
+  1,   /* field[1] = by */
+  0,   /* field[0] = id */
+};
+static const ProtobufCIntRange mirrorstage__v1__end_silence_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__end_silence_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.EndSilenceRequest",
+  "EndSilenceRequest",
+  "Mirrorstage__V1__EndSilenceRequest",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__EndSilenceRequest),
+  2,
+  mirrorstage__v1__end_silence_request__field_descriptors,
+  mirrorstage__v1__end_silence_request__field_indices_by_name,
+  1,  mirrorstage__v1__end_silence_request__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__end_silence_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue mirrorstage__v1__alert_state__enum_values_by_number[4] =

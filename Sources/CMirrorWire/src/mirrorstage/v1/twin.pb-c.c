@@ -585,7 +585,7 @@ const ProtobufCMessageDescriptor mirrorstage__v1__material__descriptor =
   (ProtobufCMessageInit) mirrorstage__v1__material__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mirrorstage__v1__scene_node__field_descriptors[16] =
+static const ProtobufCFieldDescriptor mirrorstage__v1__scene_node__field_descriptors[17] =
 {
   {
     "id",
@@ -779,6 +779,18 @@ static const ProtobufCFieldDescriptor mirrorstage__v1__scene_node__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rack_units",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SceneNode, rack_units),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mirrorstage__v1__scene_node__field_indices_by_name[] = {
   8,   /* field[8] = cpu_percent */
@@ -792,6 +804,7 @@ static const unsigned mirrorstage__v1__scene_node__field_indices_by_name[] = {
   4,   /* field[4] = position */
   13,   /* field[13] = rack */
   14,   /* field[14] = rack_unit */
+  16,   /* field[16] = rack_units */
   12,   /* field[12] = room */
   5,   /* field[5] = size */
   10,   /* field[10] = temperature_celsius */
@@ -801,7 +814,7 @@ static const unsigned mirrorstage__v1__scene_node__field_indices_by_name[] = {
 static const ProtobufCIntRange mirrorstage__v1__scene_node__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor mirrorstage__v1__scene_node__descriptor =
 {
@@ -811,7 +824,7 @@ const ProtobufCMessageDescriptor mirrorstage__v1__scene_node__descriptor =
   "Mirrorstage__V1__SceneNode",
   "mirrorstage.v1",
   sizeof(Mirrorstage__V1__SceneNode),
-  16,
+  17,
   mirrorstage__v1__scene_node__field_descriptors,
   mirrorstage__v1__scene_node__field_indices_by_name,
   1,  mirrorstage__v1__scene_node__number_ranges,

@@ -1,0 +1,274 @@
+import Foundation
+import Hummingbird
+import Metrics
+import MirrorService
+import MirrorWire
+import Synchronization
+
+/// Commands from the browser (docs/console.md, ADR 0005): the browser holds
+/// a non-extractable Ed25519 key registered for its user after a fresh
+/// TOTP; the console builds the request, the browser signs its bytes, the
+/// CommandRouter verifies the signature and its rules. A command on all
+/// hosts or on more than `console.confirm-above` needs a fresh TOTP too.
+extension ConsoleAPI {
+  // MARK: Keys
+
+  struct AddKeyRequest: Decodable {
+    var publicKey: String
+    var label: String?
+    var code: String
+  }
+  struct KeyAnswer: ResponseEncodable { var keyId: String }
+  struct KeysAnswer: ResponseEncodable { var keys: [UserKeyView] }
+
+  func addKey(_ request: Request, _ context: ConsoleContext) async throws -> KeyAnswer {
+    let session = try context.requireSession()
+    guard session.mayAct else { throw APIError.forbidden("only operators and admins sign commands") }
+    let body = try await request.decode(as: AddKeyRequest.self, context: context)
+    guard let key = Data(base64Encoded: body.publicKey), key.count == 32 else {
+      throw APIError.badRequest("publicKey is not a base64 raw Ed25519 key (32 bytes)")
+    }
+    guard try await login.confirmCode(session, code: body.code, address: context.address, action: "add_key") else {
+      throw APIError(.forbidden, "totp_required", "a fresh code from your authenticator is needed")
+    }
+    let id = try await accounts.addKey(userID: session.userID, publicKey: [UInt8](key), label: body.label ?? "")
+    try await accounts.audit(user: session.user, address: context.address, action: "add_key", outcome: "ok", detail: id)
+    logger.info("signing key registered", metadata: ["user": "\(session.user)", "key_id": "\(id)"])
+    return KeyAnswer(keyId: id)
+  }
+
+  func listKeys(_ request: Request, _ context: ConsoleContext) async throws -> KeysAnswer {
+    let session = try context.requireSession()
+    return KeysAnswer(keys: try await accounts.keys(userID: session.userID))
+  }
+
+  func revokeKey(_ request: Request, _ context: ConsoleContext) async throws -> Response {
+    let session = try context.requireSession()
+    let id = try context.parameters.require("key")
+    guard try await accounts.revokeKey(userID: session.userID, keyID: id) else {
+      throw APIError.notFound("no key \(id)")
+    }
+    try await accounts.audit(
+      user: session.user, address: context.address, action: "revoke_key", outcome: "ok", detail: id)
+    return Response(status: .noContent)
+  }
+
+  // MARK: Prepare and submit
+
+  struct PrepareRequest: Decodable {
+    struct Target: Decodable {
+      var kind: String
+      var hosts: [String]?
+      var group: String?
+      var selector: String?
+    }
+    struct Action: Decodable {
+      var argv: [String]?
+      var shell: String?
+      var builtin: String?
+      var service: String?
+      var mac: String?
+      var broadcast: String?
+    }
+    var target: Target
+    var action: Action
+    var reason: String
+    var timeoutSeconds: UInt32?
+    var keyId: String
+    var code: String?
+  }
+  struct PrepareAnswer: ResponseEncodable {
+    var id: String
+    var request: String
+    var hosts: [String]
+    var dangerous: Bool
+  }
+
+  func prepare(_ request: Request, _ context: ConsoleContext) async throws -> PrepareAnswer {
+    let session = try context.requireSession()
+    guard session.mayAct else {
+      throw APIError.forbidden("role \(session.roles.joined(separator: ",")) may not run commands")
+    }
+    let body = try await request.decode(as: PrepareRequest.self, context: context)
+    guard try await accounts.hasKey(userID: session.userID, keyID: body.keyId) else {
+      throw APIError(.forbidden, "unknown_key", "this browser's key is not registered (or was revoked)")
+    }
+    let reason = body.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !reason.isEmpty, reason.utf8.count <= 500 else { throw APIError.badRequest("a reason (up to 500 bytes)") }
+    let target = try Self.target(body.target)
+    let action = try Self.action(body.action)
+    let timeout = body.timeoutSeconds ?? 30
+    guard (1...3600).contains(timeout) else { throw APIError.badRequest("timeoutSeconds: 1 to 3600") }
+    let hosts = fleet.resolve(target)
+    let dangerous = target.kind == .all || hosts.count > settings.confirmAbove
+    let now = Date().unixMilliseconds
+    let command = CommandRequest(
+      id: UUID().uuidString.lowercased(), target: target, action: action, timeoutMs: timeout * 1000,
+      deadlineUnixMs: now + 120_000, requester: session.user, reason: reason, submittedAtUnixMs: now,
+      operatorKeyId: "\(session.user)/\(body.keyId)")
+    if dangerous {
+      guard let code = body.code,
+        try await login.confirmCode(session, code: code, address: context.address, action: "confirm_command")
+      else {
+        throw APIError(
+          .forbidden, "totp_required",
+          "a command on \(target.kind == .all ? "all hosts" : "\(hosts.count) hosts") needs a fresh code")
+      }
+      confirmed.add(command.id, nowMs: now)
+    }
+    return PrepareAnswer(
+      id: command.id, request: Data(command.encode()).base64EncodedString(), hosts: hosts, dangerous: dangerous)
+  }
+
+  static func target(_ t: PrepareRequest.Target) throws -> CommandTarget {
+    switch t.kind {
+    case "hosts":
+      let hosts = (t.hosts ?? []).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+      guard !hosts.isEmpty, hosts.count <= 10_000, hosts.allSatisfy(Subjects.isValidHostToken) else {
+        throw APIError.badRequest("hosts: one or more host names")
+      }
+      return CommandTarget(kind: .hosts, hosts: hosts)
+    case "group":
+      guard let g = t.group, !g.isEmpty else { throw APIError.badRequest("group: a group name") }
+      return CommandTarget(kind: .group, group: g)
+    case "selector":
+      let pairs = (t.selector ?? "").split(separator: ",").map { $0.split(separator: "=", maxSplits: 1) }
+      guard !pairs.isEmpty, pairs.allSatisfy({ $0.count == 2 && !$0[0].isEmpty }) else {
+        throw APIError.badRequest("selector: key=value[,key=value]")
+      }
+      return CommandTarget(
+        kind: .selector,
+        selector: pairs.map {
+          Label(key: $0[0].trimmingCharacters(in: .whitespaces), value: $0[1].trimmingCharacters(in: .whitespaces))
+        })
+    case "all": return CommandTarget(kind: .all)
+    default: throw APIError.badRequest("target.kind: hosts, group, selector or all")
+    }
+  }
+
+  static func action(_ a: PrepareRequest.Action) throws -> CommandAction {
+    switch a.builtin {
+    case nil, "":
+      if let line = a.shell, !line.isEmpty { return CommandAction(argv: [line], shell: true) }
+      guard let argv = a.argv, !argv.isEmpty, !argv[0].isEmpty, argv.count <= 256 else {
+        throw APIError.badRequest("action: argv, shell or builtin")
+      }
+      return CommandAction(argv: argv)
+    case "restart_service":
+      guard let s = a.service, !s.isEmpty else { throw APIError.badRequest("restart_service needs a service") }
+      return CommandAction(builtin: .restartService, service: s)
+    case "wake_on_lan":
+      return CommandAction(builtin: .wakeOnLan, mac: a.mac ?? "", broadcastAddress: a.broadcast ?? "")
+    case "collect_now": return CommandAction(builtin: .collectNow)
+    default: throw APIError.badRequest("builtin: restart_service, wake_on_lan or collect_now")
+    }
+  }
+
+  struct SubmitRequest: Decodable {
+    /// The CommandRequest, protobuf-encoded (base64): from `prepare`, with
+    /// `signature` the browser's Ed25519 signature of exactly these bytes;
+    /// or already signed (`mirrorctl`-style, no `signature`).
+    var request: String
+    var signature: String?
+  }
+  struct SubmitAnswer: ResponseEncodable {
+    var id: String
+    var commandId: String
+    var state: String
+    var hosts: [String]
+    var reason: String
+  }
+
+  /// The console checks the role, that the signer is the session's user and
+  /// that a dangerous scope was confirmed; the CommandRouter verifies the
+  /// signature and its rules.
+  func submit(_ request: Request, _ context: ConsoleContext) async throws -> SubmitAnswer {
+    let session = try context.requireSession()
+    guard session.mayAct else {
+      throw APIError.forbidden("role \(session.roles.joined(separator: ",")) may not run commands")
+    }
+    let body = try await request.decode(as: SubmitRequest.self, context: context)
+    guard let bytes = Data(base64Encoded: body.request), bytes.count <= 64 * 1024,
+      var command = try? CommandRequest(decoding: [UInt8](bytes))
+    else { throw APIError.badRequest("request is not a base64 CommandRequest") }
+    if let signature = body.signature {
+      guard let sig = Data(base64Encoded: signature), sig.count == 64 else {
+        throw APIError.badRequest("signature is not a base64 Ed25519 signature")
+      }
+      command.operatorSignature = [UInt8](sig)
+    }
+    let signer = command.operatorKeyId.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+    guard signer == session.user, command.requester.isEmpty || command.requester == session.user else {
+      throw APIError.forbidden("the command is signed as '\(command.operatorKeyId)', not as '\(session.user)'")
+    }
+    let target = command.target ?? CommandTarget()
+    if target.kind == .all || fleet.resolve(target).count > settings.confirmAbove {
+      guard confirmed.take(command.id, nowMs: Date().unixMilliseconds) else {
+        Counter(label: "console_commands_refused_total", dimensions: [("reason", "unconfirmed")]).increment()
+        throw APIError(.forbidden, "totp_required", "a command on this many hosts needs a fresh code (prepare it)")
+      }
+    }
+    let answer = try await rpc.submit(command)
+    Counter(label: "console_commands_total", dimensions: [("state", "\(answer.state)")]).increment()
+    logger.info(
+      "command submitted",
+      metadata: ["user": "\(session.user)", "command_id": "\(answer.commandId)", "state": "\(answer.state)"])
+    let state = apiName(answer.state.description, prefix: "COMMAND_STATE_")
+    return SubmitAnswer(
+      id: answer.commandId, commandId: answer.commandId, state: state, hosts: answer.hosts, reason: answer.reason)
+  }
+
+  // MARK: History
+
+  struct CommandsAnswer: ResponseEncodable { var commands: [CommandSummary] }
+
+  func commands(_ request: Request, _ context: ConsoleContext) async throws -> CommandsAnswer {
+    let q = request.uri.queryParameters
+    var list = ListCommandsRequest(limit: min(q["limit"].flatMap { UInt32($0) } ?? 50, 500))
+    list.host = q["host"].map(String.init) ?? ""
+    list.requester = q["user"].map(String.init) ?? ""
+    if let s = q["state"], !s.isEmpty {
+      guard
+        let state = (1...9).map(CommandState.init(rawValue:)).first(where: {
+          apiName($0.description, prefix: "COMMAND_STATE_") == s
+        })
+      else {
+        throw APIError.badRequest("unknown state '\(s)'")
+      }
+      list.state = state
+    }
+    list.sinceUnixMs = q["since"].flatMap { Int64($0) } ?? 0
+    list.untilUnixMs = q["until"].flatMap { Int64($0) } ?? 0
+    let answer = try await rpc.commands(list)
+    return CommandsAnswer(commands: answer.commands.map(CommandSummary.init))
+  }
+
+  struct CommandAnswer: ResponseEncodable {
+    var command: CommandSummary
+    var output: [CommandOutputMessage]
+  }
+
+  func command(_ request: Request, _ context: ConsoleContext) async throws -> CommandAnswer {
+    let id = try context.parameters.require("id")
+    let found = try await rpc.command(id: id)
+    guard let record = found.record else { throw APIError.notFound("no command \(id)") }
+    return CommandAnswer(command: CommandSummary(record), output: found.output.map(CommandOutputMessage.init))
+  }
+}
+
+/// Command ids prepared with a fresh TOTP, good for one submit within two
+/// minutes.
+final class ConfirmedCommands: Sendable {
+  private let ids = Mutex<[String: Int64]>([:])
+
+  func add(_ id: String, nowMs: Int64) {
+    ids.withLock { ids in
+      ids = ids.filter { $0.value > nowMs }
+      ids[id] = nowMs + 120_000
+    }
+  }
+
+  func take(_ id: String, nowMs: Int64) -> Bool {
+    ids.withLock { ($0.removeValue(forKey: id) ?? 0) > nowMs }
+  }
+}
