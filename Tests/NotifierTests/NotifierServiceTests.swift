@@ -292,11 +292,25 @@ import Testing
       #expect(list.silences.map(\.id) == [silence.id])
       let loud = try #require(list.alerts.first { $0.host == "loud-1" })
       let acked = try await client.request(
-        Subjects.alertsAck, AckAlertRequest(alertId: loud.id, by: "ops"), expecting: Alert.self)
-      #expect(acked.acknowledged && acked.acknowledgedBy == "ops")
+        Subjects.alertsAck, AckAlertRequest(alertId: loud.id, by: "ops", comment: "on it"), expecting: Alert.self)
+      #expect(acked.acknowledged && acked.acknowledgedBy == "ops" && acked.acknowledgedComment == "on it")
       let again = try await client.request(
         Subjects.alertsList, ListAlertsRequest(host: "loud-1"), expecting: ListAlertsResponse.self)
-      #expect(again.alerts.first?.acknowledged == true)
+      #expect(again.alerts.first?.acknowledged == true && again.alerts.first?.acknowledgedComment == "on it")
+      // Ending the silence: quiet-* is heard again, and the silence is gone.
+      let ended = try await client.request(
+        Subjects.alertsUnsilence, EndSilenceRequest(id: silence.id, by: "ops"), expecting: Silence.self)
+      #expect(ended.id == silence.id)
+      let unknown = try await client.request(
+        Subjects.alertsUnsilence, EndSilenceRequest(id: silence.id, by: "ops"), expecting: RpcError.self)
+      #expect(unknown.code == "not_found")
+      try await client.publishNormalized(normalized("quiet-2", at: Date().unixMilliseconds, cpu: 99))
+      // quiet-1 (held by the silence) and quiet-2, in one grouped message.
+      #expect(
+        await Harness.waitUntil { ntfy.delivered.contains { $0.headers["title"] == "2 alerts on 2 hosts: 2 firing" } },
+        "\(ntfy.delivered.map { $0.headers["title"] ?? "" })")
+      let after = try await client.request(Subjects.alertsList, ListAlertsRequest(), expecting: ListAlertsResponse.self)
+      #expect(after.silences.isEmpty)
       // Bad requests get an RpcError, not silence.
       let missing = try await client.request(
         Subjects.alertsAck, AckAlertRequest(alertId: "nope", by: "ops"), expecting: RpcError.self)
