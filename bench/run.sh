@@ -2,7 +2,7 @@
 # Runs the benchmarks and prints figures and ratios (record them in
 # bench/RESULTS.md with this command). Release build; a nats-server of its
 # own on a free loopback port, file storage, torn down at the end.
-#   bench/run.sh [wire|publish|agent|ingest|notifier|twin|console|all]
+#   bench/run.sh [wire|publish|agent|ingest|notifier|twin|console|console3d|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -390,6 +390,16 @@ if [[ $what == twin || $what == all ]]; then
   # switches, every host on both): layout from scratch, recompute + diff
   # per interval with every host reporting, the diff when one host changes.
   "$bin" twin "${BENCH_TWIN_NODES:-10000}" "${BENCH_TWIN_LINKS:-20000}"
+fi
+
+if [[ $what == console3d || $what == all ]]; then
+  # The console's 3D view in headless Chromium (software GL: a floor) with
+  # the twin's 10,000-node / 20,000-link scene and six diffs in which every
+  # host changed, made by a real TwinModel (bench/console_3d.py).
+  scene=$(mktemp -d)
+  "$bin" twin-scene "$scene" "${BENCH_TWIN_NODES:-10000}" "${BENCH_TWIN_LINKS:-20000}" 6 >/dev/null
+  python3 bench/console_3d.py "$scene"
+  rm -rf "$scene"
 fi
 
 if [[ $what == console || $what == all ]]; then

@@ -191,13 +191,15 @@ public final class BusConnection: @unchecked Sendable {
     }
   }
 
-  /// Sends a wire-message request and decodes the reply as `R`.
+  /// Sends a wire-message request and decodes the reply as `R` (at most
+  /// `limit` bytes).
   public func request<Q: WireMessage, R: WireMessage>(
-    _ subject: String, _ message: Q, expecting: R.Type, timeout: Duration = .seconds(2)
+    _ subject: String, _ message: Q, expecting: R.Type, timeout: Duration = .seconds(2),
+    limit: Int = WireLimits.defaultMaxMessageBytes
   ) async throws -> R {
     let reply = try await request(
       subject, payload: message.encode(), headers: BusHeader.describing(Q.self), timeout: timeout)
-    return try reply.decode(R.self)
+    return try reply.decode(R.self, limit: limit)
   }
 
   /// Sends everything buffered and waits for the server's acknowledgement.

@@ -232,4 +232,18 @@ extension ConsoleAPITests {
     #expect(diffs.first?.hasPrefix(#"{"type":"twin","diff":{"#) == true, "\(diffs)")
     #expect(diffs.first?.contains(#""baseSequence":7"#) == true, "\(diffs)")
   }
+
+  /// The alerts list says which alerts a silence mutes, matched as the
+  /// Notifier matches: alert id, rule glob, host glob, not ended.
+  @Test func silencesMarkTheAlertsTheyMute() {
+    let a = Alert(id: "a1", rule: "disk-full", host: "web-02")
+    let now: Int64 = 1_000
+    func until(_ s: Silence) -> Int64 { ConsoleAPI.silencedUntil(a, by: [s], nowMs: now) }
+    #expect(until(Silence(host: "web-*", endsAtUnixMs: 5_000)) == 5_000)
+    #expect(until(Silence(rule: "disk-*", host: "web-02", endsAtUnixMs: 6_000)) == 6_000)
+    #expect(until(Silence(alertId: "a1", endsAtUnixMs: 7_000)) == 7_000)
+    #expect(until(Silence(alertId: "a2", endsAtUnixMs: 7_000)) == 0)
+    #expect(until(Silence(host: "db-*", endsAtUnixMs: 7_000)) == 0)
+    #expect(until(Silence(host: "web-02", endsAtUnixMs: 500)) == 0)  // ended
+  }
 }

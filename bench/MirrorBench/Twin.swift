@@ -7,7 +7,16 @@ import TwinCore
 /// size of a diff when one host changes.
 enum TwinBench {
   static func run(nodes: Int, links: Int) {
-    // Racks of 38 one-unit hosts and two switches; 25 racks a room.
+    let (inv, hosts) = inventory(nodes: nodes, links: links)
+    print("twin.nodes \(inv.devices.count)")
+    print("twin.links \(inv.links.count)")
+    measure(inv, hosts)
+  }
+
+  /// The bench's site: racks of 38 one-unit hosts and two switches, 25
+  /// racks a room; every host linked to its rack's two switches, the rest
+  /// between switches.
+  static func inventory(nodes: Int, links: Int) -> (Inventory, hosts: [String]) {
     var inv = Inventory()
     let perRack = 40
     let racks = (nodes + perRack - 1) / perRack
@@ -48,9 +57,47 @@ enum TwinBench {
       }
       s += 1
     }
-    print("twin.nodes \(inv.devices.count)")
-    print("twin.links \(inv.links.count)")
+    return (inv, hosts)
+  }
 
+  /// A batch from every host for interval `i`: CPU and counters moving.
+  static func batches(_ hosts: [String], _ i: Int, t0: Int64) -> [NormalizedBatch] {
+    hosts.enumerated().map { k, h in
+      var b = MetricsBatch(host: h, bootId: "b", sequence: UInt64(i), collectedAtUnixMs: t0 + Int64(i) * 5000)
+      b.memory = MemoryStats(totalBytes: 100, availableBytes: 50, usedBytes: 50)
+      b.interfaces = [
+        NetworkInterface(
+          name: "eth0", rxBytes: UInt64(i) * 5_000_000 * UInt64(k % 7 + 1), txBytes: UInt64(i) * 1_000_000,
+          speedMbps: 1000),
+        NetworkInterface(name: "eth1", rxBytes: UInt64(i) * 100_000, txBytes: UInt64(i) * 100_000, speedMbps: 1000),
+      ]
+      return NormalizedBatch(batch: b, elapsedMs: 5000, cpuPercent: Double((k + i) % 100), memoryUsedPercent: 50)
+    }
+  }
+
+  /// The scene a browser loads (`scene.json`, the twin's JSON document as
+  /// the console passes it on) and `rounds` diffs as the console's live
+  /// stream sends them (`diffs.jsonl`), every host reporting each round.
+  static func scene(to directory: String, nodes: Int, links: Int, rounds: Int) throws {
+    let (inv, hosts) = inventory(nodes: nodes, links: links)
+    let model = TwinModel(inventory: inv)
+    let t0 = Date().unixMilliseconds
+    for n in batches(hosts, 0, t0: t0) { model.observe(n, arrivedMs: t0) }
+    model.recompute(nowMs: t0)
+    try Data(SceneJSON.document(model.scene)).write(to: URL(fileURLWithPath: directory + "/scene.json"))
+    var lines = Data()
+    for i in 1...rounds {
+      let now = t0 + Int64(i) * 5000
+      for n in batches(hosts, i, t0: t0) { model.observe(n, arrivedMs: now) }
+      guard let diff = model.recompute(nowMs: now) else { continue }
+      lines += Data(#"{"type":"twin","diff":"#.utf8) + (try JSONEncoder().encode(diff)) + Data("}\n".utf8)
+    }
+    try lines.write(to: URL(fileURLWithPath: directory + "/diffs.jsonl"))
+    print("scene.nodes \(model.scene.nodes.count)")
+    print("scene.links \(model.scene.links.count)")
+  }
+
+  static func measure(_ inv: Inventory, _ hosts: [String]) {
     // (1) The 2D layout alone, from scratch.
     let index = Dictionary(uniqueKeysWithValues: inv.devices.enumerated().map { ($1.name, $0) })
     let edges = inv.links.map { (index[$0.from]!, index[$0.to]!) }
@@ -63,19 +110,7 @@ enum TwinBench {
     // (2) Every host reports (not timed: input), then recompute + diff.
     let model = TwinModel(inventory: inv)
     let t0 = Date().unixMilliseconds
-    func batches(_ i: Int) -> [NormalizedBatch] {
-      hosts.enumerated().map { k, h in
-        var b = MetricsBatch(host: h, bootId: "b", sequence: UInt64(i), collectedAtUnixMs: t0 + Int64(i) * 5000)
-        b.memory = MemoryStats(totalBytes: 100, availableBytes: 50, usedBytes: 50)
-        b.interfaces = [
-          NetworkInterface(
-            name: "eth0", rxBytes: UInt64(i) * 5_000_000 * UInt64(k % 7 + 1), txBytes: UInt64(i) * 1_000_000,
-            speedMbps: 1000),
-          NetworkInterface(name: "eth1", rxBytes: UInt64(i) * 100_000, txBytes: UInt64(i) * 100_000, speedMbps: 1000),
-        ]
-        return NormalizedBatch(batch: b, elapsedMs: 5000, cpuPercent: Double((k + i) % 100), memoryUsedPercent: 50)
-      }
-    }
+    func batches(_ i: Int) -> [NormalizedBatch] { Self.batches(hosts, i, t0: t0) }
     for i in 0..<2 {
       for n in batches(i) { model.observe(n, arrivedMs: t0 + Int64(i) * 5000) }
       model.recompute(nowMs: t0 + Int64(i) * 5000)  // the first includes the layout

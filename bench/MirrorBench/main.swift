@@ -184,6 +184,8 @@ case "console-latency" where args.count == 5:
   try await ConsoleLatency.run(url: args[2], count: Int(args[3])!, periodMs: Int(args[4])!)
 case "twin" where args.count == 4:
   TwinBench.run(nodes: Int(args[2])!, links: Int(args[3])!)
+case "twin-scene" where args.count == 6:
+  try TwinBench.scene(to: args[2], nodes: Int(args[3])!, links: Int(args[4])!, rounds: Int(args[5])!)
 case "alert-eval" where args.count == 4:
   try Alerts.evaluation(hosts: Int(args[2])!, intervals: Int(args[3])!)
 case "alert-latency" where args.count == 5:

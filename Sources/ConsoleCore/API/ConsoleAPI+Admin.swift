@@ -59,12 +59,13 @@ extension ConsoleAPI {
 
   // MARK: Network
 
-  /// The twin's scene as its JSON document, passed through unchanged.
+  /// The twin's scene in its JSON form (docs/twin.md: the protobuf's
+  /// fields in camelCase, the same names as the diffs on the live stream).
   func scene(_ request: Request, _ context: ConsoleContext) async throws -> Response {
-    let doc = try await rpc.scene()
+    let scene = try await rpc.scene()
     return Response(
       status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
-      body: .init(byteBuffer: ByteBuffer(bytes: doc.content)))
+      body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(scene))))
   }
 
   // MARK: Users

@@ -7,6 +7,10 @@ import MirrorService
 import MirrorWire
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The JSON API under `/api/v1` (docs/console.md): every screen's data,
 /// from the fleet kept live and the services' RPCs.
 struct ConsoleAPI: Sendable {
@@ -214,7 +218,22 @@ struct ConsoleAPI: Sendable {
     let q = request.uri.queryParameters
     let answer = try await rpc.alerts(
       host: q["host"].map(String.init) ?? "", includeResolved: q["resolved"] == "1", limit: 500)
-    return AlertsAnswer(alerts: answer.alerts.map(AlertView.init), silences: answer.silences.map(SilenceView.init))
+    let now = Date().unixMilliseconds
+    let alerts = answer.alerts.map { a in
+      var a = a
+      a.silencedUntilUnixMs = max(a.silencedUntilUnixMs, Self.silencedUntil(a, by: answer.silences, nowMs: now))
+      return AlertView(a)
+    }
+    return AlertsAnswer(alerts: alerts, silences: answer.silences.map(SilenceView.init))
+  }
+
+  /// Until when the silences mute an alert (0: they do not), matched as the
+  /// Notifier matches them: an alert id, a rule glob, a host glob.
+  static func silencedUntil(_ a: Alert, by silences: [Silence], nowMs: Int64) -> Int64 {
+    silences.filter { s in
+      s.endsAtUnixMs > nowMs && (s.alertId.isEmpty || s.alertId == a.id)
+        && (s.rule.isEmpty || fnmatch(s.rule, a.rule, 0) == 0) && (s.host.isEmpty || fnmatch(s.host, a.host, 0) == 0)
+    }.map(\.endsAtUnixMs).max() ?? 0
   }
 
   // MARK: Overview
