@@ -21,6 +21,16 @@ let failures = 0;
 
 export function getSession() { return session; }
 
+// Screens loaded the first time they are opened (the first page stays small):
+// route name → [module, export, title, fixed height].
+const LAZY = {
+  commands: ['./screens/commands.js', 'commandsScreen', 'Commands', false],
+  alerts: ['./screens/alerts.js', 'alertsScreen', 'Alerts', false],
+  network: ['./screens/network.js', 'networkScreen', 'Network', true],
+  users: ['./screens/users.js', 'usersScreen', 'Users', false],
+};
+let renderCount = 0;    // a lazy screen that arrives after the route changed is not mounted
+
 function parseRoute() {
   const raw = location.hash.replace(/^#/, '');
   const q = raw.indexOf('?');
@@ -29,10 +39,11 @@ function parseRoute() {
   if (path === '/' || path === '/overview') return {name: 'overview'};
   if (path === '/login') return {name: 'login'};
   if (path === '/hosts') return {name: 'hosts', params};
+  if (LAZY[path.slice(1)]) return {name: path.slice(1), params};
   if (path.startsWith('/host/')) {
     let host;
     try { host = decodeURIComponent(path.slice(6)); } catch { host = path.slice(6); }
-    if (host) return {name: 'host', host};
+    if (host) return {name: 'host', host, params};
   }
   return {name: 'overview'};
 }
@@ -45,6 +56,7 @@ function setSession(s) {
     setText(whoami, `${s.user}${roles}`);
     whoami.title = s.displayName ? `${s.displayName} — ${s.user}${roles}` : `${s.user}${roles}`;
     topbar.hidden = false;
+    document.getElementById('nav-users').hidden = !(Array.isArray(s.roles) && s.roles.includes('admin'));
     live.start();
   } else {
     setText(whoami, '');
@@ -65,8 +77,9 @@ function unmount() {
 
 function markNav(route) {
   const active = route.name === 'host' ? 'hosts' : route.name;
-  for (const id of ['overview', 'hosts']) {
+  for (const id of ['overview', 'hosts', ...Object.keys(LAZY)]) {
     const a = document.getElementById('nav-' + id);
+    if (!a) continue;
     if (id === active) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
@@ -90,6 +103,7 @@ function render() {
     return;
   }
   unmount();
+  renderCount++;
   markNav(route);
   if (route.name === 'overview') {
     document.title = 'Overview — MIRROR STAGE';
@@ -100,7 +114,19 @@ function render() {
     current = hostsScreen(main, route.params);
   } else if (route.name === 'host') {
     document.title = `${route.host} — MIRROR STAGE`;
-    current = hostScreen(main, route.host);
+    current = hostScreen(main, route.host, route.params);
+  } else if (LAZY[route.name]) {
+    const [module, name, title, fixed] = LAZY[route.name];
+    document.title = `${title} — MIRROR STAGE`;
+    if (fixed) document.body.classList.add('fixed-height');
+    const mine = ++renderCount;
+    import(module).then((m) => {
+      if (mine !== renderCount || current) return;
+      current = m[name](main, route.params || {});
+    }).catch((e) => {
+      console.error(e);
+      main.textContent = `Could not load the ${title} screen: ${e.message}`;
+    });
   }
 }
 

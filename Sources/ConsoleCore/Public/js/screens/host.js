@@ -47,6 +47,9 @@ const CHARTS = [
     metrics: [['gpu_utilization_percent', (k) => (k !== '' && k != null ? `GPU ${k}` : 'GPU')]]},
 ];
 
+// metric name → the chart that draws it (for links to a metric).
+const CHART_FOR_METRIC = Object.fromEntries(CHARTS.flatMap((c) => c.metrics.map(([m]) => [m, c.name])));
+
 const PROC_HEADERS = [['PID', 'num'], 'Name', 'User', ['CPU %', 'num'], ['RSS', 'num']];
 const MOUNT_HEADERS = ['Mount', 'Device', 'FS', ['Used', 'num'], ['Size', 'num'], ['Use', 'num']];
 const SMART_HEADERS = ['Device', 'Model', 'Health', ['Temp', 'num'], ['Power-on hours', 'num'], ['Read', 'num'], ['Write', 'num'], ['Busy', 'num']];
@@ -62,7 +65,9 @@ function panel(title, body, attrs = {}, extra = null) {
     body);
 }
 
-export function hostScreen(root, name) {
+// params.at (ms, from an alert's "show on chart"): the charts open on the
+// hour around that moment; params.metric scrolls to its chart.
+export function hostScreen(root, name, params = {}) {
   let alive = true;
   const offs = [];
   let detail = {host: null, info: null, latest: null};
@@ -532,7 +537,15 @@ export function hostScreen(root, name) {
   renderInfo();
   renderAlerts();
   load();
-  selectRange('1h');
+  const at = Number(params.at);
+  if (Number.isFinite(at) && at > 0) {
+    selectRange('custom', at - 30 * 60000, Math.min(at + 30 * 60000, Date.now()));
+    const chart = CHART_FOR_METRIC[params.metric];
+    const card = chart && root.querySelector(`[data-chart="${chart}"]`);
+    if (card) card.scrollIntoView({block: 'center'});
+  } else {
+    selectRange('1h');
+  }
 
   return {
     destroy() {
