@@ -126,6 +126,19 @@ extension ConsoleAPITests {
       let ok = try await browser.send("POST", "/api/v1/commands/prepare", json: confirmed)
       #expect(ok.json["dangerous"] as? Bool == true, "\(ok.text)")
       let bytes = try #require((ok.json["request"] as? String).flatMap { Data(base64Encoded: $0) })
+      // The confirmation is for these bytes: the same id with another
+      // action is refused.
+      var swapped = try CommandRequest(decoding: [UInt8](bytes))
+      swapped.action = CommandAction(argv: ["rm", "-rf", "/tmp/x"])
+      swapped.operatorSignature = [UInt8](try key.signature(for: Identity.signedBytes(swapped)))
+      let other = try await browser.send(
+        "POST", "/api/v1/commands", json: ["request": Data(swapped.encode()).base64EncodedString()])
+      #expect(other.status == 403 && other.json["error"] as? String == "totp_required", "\(other.text)")
+      // A selector that repeats a key is refused (the router would read it
+      // differently from the console's count).
+      var repeated = confirmed
+      repeated["target"] = ["kind": "selector", "selector": "site=nope,site=lab"]
+      #expect(try await browser.send("POST", "/api/v1/commands/prepare", json: repeated).status == 400)
       let body = [
         "request": bytes.base64EncodedString(), "signature": try key.signature(for: bytes).base64EncodedString(),
       ]
@@ -147,7 +160,7 @@ extension ConsoleAPITests {
       #expect(
         try await admin.send(
           "POST", "/api/v1/users", json: ["name": "olga", "role": "viewer", "password": "another long one"]
-        ).status == 400)
+        ).status == 409)
       #expect(
         try await admin.send(
           "POST", "/api/v1/users", json: ["name": "<b>", "role": "viewer", "password": "another long one"]

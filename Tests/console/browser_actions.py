@@ -54,7 +54,7 @@ def wait(predicate, timeout=20.0, step=0.2):
     while time.monotonic() < end:
         try:
             value = predicate()
-        except WebDriverException:
+        except (WebDriverException, AttributeError):
             value = None
         if value:
             return value
@@ -72,7 +72,9 @@ class Codes:
         self.last = int(time.time() // 30)  # the Swift side enrolled with this one
 
     def fresh(self):
-        step = self.last + 1
+        # Not older than the previous step either (the console allows one
+        # step of drift each way).
+        step = max(self.last + 1, int(time.time() // 30) - 1)
         while step > int(time.time() // 30) + 1:
             time.sleep(0.5)
         self.last = step
@@ -144,9 +146,14 @@ def el(css):
 
 
 def typed(css, value):
-    e = el(css)
-    e.clear()
-    e.send_keys(value)
+    """Types into a field, finding it again if a live redraw replaced it."""
+    def attempt():
+        e = el(css)
+        e.clear()
+        e.send_keys(value)
+        return True
+    if not wait(attempt, timeout=10):
+        raise RuntimeError(f"could not type into {css}")
 
 
 def login(user, password, code):
@@ -250,12 +257,17 @@ try:
                 return r
         return None
 
-    row("web-01").find_element(By.CSS_SELECTOR, ".ack-alert").click()
+    def click_in_row(host, css):
+        """Clicks a button in a host's row; live updates redraw rows, so an
+        element found a moment ago may be gone: find it again."""
+        return wait(lambda: row(host).find_element(By.CSS_SELECTOR, css).click() or True, timeout=10)
+
+    click_in_row("web-01", ".ack-alert")
     wait(lambda: el(".ack-comment").is_displayed())
     typed(".ack-comment", "looking at it")
     el(".ack-submit").click()
     check(wait(lambda: "ada" in (row("web-01").text if row("web-01") else "")), "web-01's alert shows who acknowledged it")
-    row("web-02").find_element(By.CSS_SELECTOR, ".silence-alert").click()
+    click_in_row("web-02", ".silence-alert")
     wait(lambda: el(".silence-comment").is_displayed())
     el(".silence-host").click()
     typed(".silence-host", "web-02")
@@ -280,7 +292,7 @@ try:
     # From an alert to the host's charts at the moment it fired.
     el("#alerts-tab-firing").click()
     wait(lambda: row("db-01"))
-    row("db-01").find_element(By.CSS_SELECTOR, "a.chart-link").click()
+    click_in_row("db-01", "a.chart-link")
     check(wait(lambda: "db-01" in (text("#host-title") or "")), "'show on chart' opens the host")
     started = js("return new URLSearchParams(location.hash.split('?')[1] || '').get('at')")
     note = wait(lambda: text("#range-note") if "→" in (text("#range-note") or "") else None, timeout=10) or ""

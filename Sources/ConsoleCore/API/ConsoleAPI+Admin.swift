@@ -110,7 +110,9 @@ extension ConsoleAPI {
     if name == session.user, b.disabled == true || (b.role.map { $0 != "admin" } ?? false) {
       throw APIError.badRequest("an admin cannot disable or demote themselves")
     }
-    let what = [b.role.map { "role=\($0)" }, b.disabled.map { "disabled=\($0)" }].compactMap { $0 }
+    let what = [
+      b.role.map { "role=\($0)" }, b.disabled.map { "disabled=\($0)" }, b.displayName.map { "displayName=\($0)" },
+    ].compactMap { $0 }
     try await adminChange(session, context, "change_user", "\(name) \(what.joined(separator: " "))") {
       try await accounts.update(name: name, role: b.role, disabled: b.disabled, displayName: b.displayName)
     }
@@ -152,7 +154,7 @@ extension ConsoleAPI {
     } catch let e as AccountError {
       try await accounts.audit(
         user: session.user, address: context.address, action: action, outcome: "refused", detail: "\(detail): \(e)")
-      throw APIError.badRequest(e.description)
+      throw e.conflict ? APIError(.conflict, "exists", e.description) : APIError.badRequest(e.description)
     }
     try await accounts.audit(
       user: session.user, address: context.address, action: action, outcome: "ok", detail: detail)

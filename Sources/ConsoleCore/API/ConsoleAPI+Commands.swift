@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import Metrics
@@ -100,7 +101,7 @@ extension ConsoleAPI {
     let timeout = body.timeoutSeconds ?? 30
     guard (1...3600).contains(timeout) else { throw APIError.badRequest("timeoutSeconds: 1 to 3600") }
     let hosts = fleet.resolve(target)
-    let dangerous = target.kind == .all || hosts.count > settings.confirmAbove
+    let dangerous = isDangerous(target)
     let now = Date().unixMilliseconds
     let command = CommandRequest(
       id: UUID().uuidString.lowercased(), target: target, action: action, timeoutMs: timeout * 1000,
@@ -114,10 +115,43 @@ extension ConsoleAPI {
           .forbidden, "totp_required",
           "a command on \(target.kind == .all ? "all hosts" : "\(hosts.count) hosts") needs a fresh code")
       }
-      confirmed.add(command.id, nowMs: now)
+      confirmed.add(Self.fingerprint(command, user: session.user), nowMs: now)
+      try await accounts.audit(
+        user: session.user, address: context.address, action: "confirm_command", outcome: "ok",
+        detail: "\(command.id) on \(target.kind == .all ? "all hosts" : "\(hosts.count) hosts")")
     }
     return PrepareAnswer(
       id: command.id, request: Data(command.encode()).base64EncodedString(), hosts: hosts, dangerous: dangerous)
+  }
+
+  /// Whether a target needs a fresh code: all hosts, more than
+  /// `confirm-above` as the console counts them, or a group or selector
+  /// while the console knows no hosts yet (it cannot count them).
+  func isDangerous(_ t: CommandTarget) -> Bool {
+    switch t.kind {
+    case .all: return true
+    case .group, .selector: return fleet.hostNames.isEmpty || fleet.resolve(t).count > settings.confirmAbove
+    default: return fleet.resolve(t).count > settings.confirmAbove
+    }
+  }
+
+  /// What a confirmation is good for: these exact bytes (unsigned) from
+  /// this user, so a confirmed id cannot carry another target or action.
+  static func fingerprint(_ command: CommandRequest, user: String) -> String {
+    var unsigned = command
+    unsigned.operatorSignature = []
+    let digest = SHA256.hash(data: unsigned.encode() + Array(user.utf8))
+    return digest.map { String(format: "%02x", $0) }.joined()
+  }
+
+  /// A selector as the router reads it: every key once, none empty (the
+  /// router keeps the last value of a repeated key, so a repeated key would
+  /// count fewer hosts here than it reaches there).
+  static func checkSelector(_ labels: [Label]) throws {
+    let keys = labels.map(\.key)
+    guard !keys.contains(""), Set(keys).count == keys.count else {
+      throw APIError.badRequest("selector: each key once, none empty")
+    }
   }
 
   static func target(_ t: PrepareRequest.Target) throws -> CommandTarget {
@@ -136,11 +170,11 @@ extension ConsoleAPI {
       guard !pairs.isEmpty, pairs.allSatisfy({ $0.count == 2 && !$0[0].isEmpty }) else {
         throw APIError.badRequest("selector: key=value[,key=value]")
       }
-      return CommandTarget(
-        kind: .selector,
-        selector: pairs.map {
-          Label(key: $0[0].trimmingCharacters(in: .whitespaces), value: $0[1].trimmingCharacters(in: .whitespaces))
-        })
+      let labels = pairs.map {
+        Label(key: $0[0].trimmingCharacters(in: .whitespaces), value: $0[1].trimmingCharacters(in: .whitespaces))
+      }
+      try checkSelector(labels)
+      return CommandTarget(kind: .selector, selector: labels)
     case "all": return CommandTarget(kind: .all)
     default: throw APIError.badRequest("target.kind: hosts, group, selector or all")
     }
@@ -202,9 +236,13 @@ extension ConsoleAPI {
       throw APIError.forbidden("the command is signed as '\(command.operatorKeyId)', not as '\(session.user)'")
     }
     let target = command.target ?? CommandTarget()
-    if target.kind == .all || fleet.resolve(target).count > settings.confirmAbove {
-      guard confirmed.take(command.id, nowMs: Date().unixMilliseconds) else {
+    if target.kind == .selector { try Self.checkSelector(target.selector) }
+    if isDangerous(target) {
+      guard confirmed.take(Self.fingerprint(command, user: session.user), nowMs: Date().unixMilliseconds) else {
         Counter(label: "console_commands_refused_total", dimensions: [("reason", "unconfirmed")]).increment()
+        try await accounts.audit(
+          user: session.user, address: context.address, action: "submit_command", outcome: "unconfirmed",
+          detail: command.id)
         throw APIError(.forbidden, "totp_required", "a command on this many hosts needs a fresh code (prepare it)")
       }
     }
@@ -256,8 +294,9 @@ extension ConsoleAPI {
   }
 }
 
-/// Command ids prepared with a fresh TOTP, good for one submit within two
-/// minutes.
+/// Requests prepared with a fresh TOTP (by `fingerprint`), good for one
+/// submit within two minutes. Held by this console process: several
+/// replicas behind a load balancer need sticky sessions for it.
 final class ConfirmedCommands: Sendable {
   private let ids = Mutex<[String: Int64]>([:])
 

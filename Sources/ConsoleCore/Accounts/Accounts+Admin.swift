@@ -64,9 +64,27 @@ extension Accounts {
   /// Adds a new user; an existing name is refused (unlike `mirrorctl users
   /// add`, which also resets).
   public func create(name: String, role: String, password: String, displayName: String) async throws {
-    guard try await find(name) == nil else { throw AccountError("user '\(name)' exists") }
+    guard Self.roles.contains(role) else { throw AccountError("unknown role '\(role)' (one of \(Self.roles))") }
+    guard Self.isValidName(name) else {
+      throw AccountError("'\(name)' is not a user name (letters, digits, '.', '-', '_'; at most 64)")
+    }
     guard password.count >= 12 else { throw AccountError("the password needs at least 12 characters") }
-    try await add(name: name, role: role, password: password, displayName: displayName)
+    let hash = Self.hashPassword(password)
+    // One statement decides: two admins adding the same name at once get
+    // one user, not one reset by the other.
+    let created = try await database.transaction { conn -> Bool in
+      guard
+        let id = try conn.query(
+          """
+          INSERT INTO users (name, display_name, password_hash) VALUES ($1, $2, $3)
+          ON CONFLICT (name) DO NOTHING RETURNING id
+          """, [name, displayName, hash]
+        ).rows.first?.decode(Int64.self, 0)
+      else { return false }
+      _ = try conn.query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)", [id, role])
+      return true
+    }
+    guard created else { throw AccountError("user '\(name)' exists", conflict: true) }
   }
 
   /// Changes a user's role, display name or disabled flag (nil: unchanged).

@@ -191,5 +191,10 @@ public struct Accounts: Sendable {
 /// A refusal of `mirrorctl users` or the console's account calls.
 public struct AccountError: Error, Sendable, CustomStringConvertible {
   public var description: String
-  public init(_ description: String) { self.description = description }
+  /// The name is taken (HTTP 409), rather than a bad request.
+  public var conflict = false
+  public init(_ description: String, conflict: Bool = false) {
+    self.description = description
+    self.conflict = conflict
+  }
 }

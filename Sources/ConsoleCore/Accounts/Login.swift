@@ -174,7 +174,11 @@ public final class Login: Sendable {
     guard let account = try await accounts.find(id: session.userID), let secret = account.totpSecret,
       account.totpEnrolled, !account.disabled
     else { return false }
-    if account.lockedUntilMs.map({ $0 > Date().unixMilliseconds }) ?? false { return false }
+    if account.lockedUntilMs.map({ $0 > Date().unixMilliseconds }) ?? false {
+      Self.count("locked")
+      try await accounts.audit(user: session.user, address: address, action: action, outcome: "locked")
+      return false
+    }
     guard let step = TOTPCode.verify(code, secret: secret, after: account.totpLastStep),
       try await accounts.recordSuccess(userID: account.id, totpStep: step)
     else {

@@ -24,9 +24,13 @@ final class LiveClient: Sendable {
     var detail = false
     var overview = false
     var alerts: [Alert] = []
-    /// Messages of the watched topic, in order.
+    /// Messages of the watched topic, in order, and their size.
     var messages: [[UInt8]] = []
+    var messageBytes = 0
   }
+  /// And at most this many bytes of them (a twin diff at 10,000 nodes is
+  /// megabytes).
+  static let maxPendingBytes = 32 << 20
   /// At most this many topic messages wait for a browser; older ones are
   /// dropped and counted (a twin diff missed shows as a sequence gap, and
   /// the browser fetches the scene; a command's stored output is re-read).
@@ -50,6 +54,7 @@ final class LiveClient: Sendable {
       $0.detail = true
       $0.overview = true
       $0.messages = []
+      $0.messageBytes = 0
     }
     wakeUp.yield()
   }
@@ -67,11 +72,14 @@ final class LiveClient: Sendable {
         p.detail = true
         return true
       case (.message(let topic, let json), .topic(let watched)) where topic == watched:
-        if p.messages.count >= Self.maxPendingMessages {
-          p.messages.removeFirst()
+        while !p.messages.isEmpty,
+          p.messages.count >= Self.maxPendingMessages || p.messageBytes + json.count > Self.maxPendingBytes
+        {
+          p.messageBytes -= p.messages.removeFirst().count
           Counter(label: "console_live_dropped_total", dimensions: [("what", "message")]).increment()
         }
         p.messages.append(json)
+        p.messageBytes += json.count
         return true
       case (.alert(let a), _):
         if p.alerts.count >= Self.maxPendingAlerts {
@@ -97,6 +105,7 @@ final class LiveClient: Sendable {
       p.overview = false
       p.alerts = []
       p.messages = []
+      p.messageBytes = 0
       return out
     }
   }

@@ -97,9 +97,10 @@ export function stop() {
 }
 
 // Tell the console what the screen shows; kept and re-sent after a reconnect.
+// watch(null): nothing (the console stops sending the last screen's topic).
 export function watch(msg) {
-  watching = msg;
-  if (msg && ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  watching = msg || {watch: 'none'};
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(watching));
 }
 
 // Subscribe to a message type; returns the unsubscribe function.

@@ -144,7 +144,11 @@ export class SceneModel {
     if (!diff || !this.loaded) return 'refetch';
     if (diff.fullRefresh) return 'refetch';
     if (num(diff.baseSequence, -1) === this.sequence) return 'apply';
-    if (num(diff.sequence, -1) <= this.sequence) return 'stale';
+    const seq = num(diff.sequence, -1);
+    // Far behind ours: the twin started its numbering again (its stored
+    // scene was lost), so ours is the stale one.
+    if (seq >= 0 && seq + 10 < this.sequence) return 'refetch';
+    if (seq <= this.sequence) return 'stale';
     return 'refetch';
   }
 

@@ -541,6 +541,8 @@ export function alertsScreen(root, params = {}) {
         active.set(a.id, {...a, silencedUntil: null});
       }
       renderNow();
+      // The console folds every silence into silencedUntil: read it again.
+      load();
     } catch (e) {
       if (!alive) return;
       b.disabled = false;
