@@ -101,10 +101,17 @@ import Testing
         "CONSOLE_VIEWER": "vic", "CONSOLE_VIEWER_PASSWORD": "viewer password 1",
         "CONSOLE_VIEWER_SECRET": secret ?? "", "CONSOLE_HOSTS": "web-01,web-02,db-01",
         "CONSOLE_STOP_PID": "\(processes["db-01"]!.processIdentifier)", "CONSOLE_STOP_HOST": "db-01",
-        "CONSOLE_ARTIFACTS": artifacts.path,
+        "CONSOLE_ARTIFACTS": artifacts.path, "CONSOLE_DOCS": docShots,
       ])
     print(result.output)
     #expect(result.status == 0, "browser test failed:\n\(result.output)")
+  }
+
+  /// MIRROR_DOC_SHOTS=1: the browser tests copy their screenshots of each
+  /// screen to docs/screenshots.
+  var docShots: String {
+    ProcessInfo.processInfo.environment["MIRROR_DOC_SHOTS"] == nil
+      ? "" : Harness.root.appendingPathComponent("docs/screenshots").path
   }
 
   /// Console 2/2 as a person uses it (`Tests/console/browser_actions.py`):
@@ -208,9 +215,7 @@ import Testing
         "CONSOLE_VIEWER_SECRET": viewerSecret ?? "", "CONSOLE_HOSTS": "web-01,web-02,db-01",
         "CONSOLE_STOP_PID": "\(processes["db-01"]!.processIdentifier)", "CONSOLE_STOP_HOST": "db-01",
         "CONSOLE_NTFY_PORT": "\(ntfyPort)", "CONSOLE_ARTIFACTS": artifacts.path,
-        // MIRROR_DOC_SHOTS=1: the screenshots for docs/ too.
-        "CONSOLE_DOCS": ProcessInfo.processInfo.environment["MIRROR_DOC_SHOTS"] == nil
-          ? "" : Harness.root.appendingPathComponent("docs/screenshots").path,
+        "CONSOLE_DOCS": docShots,
       ])
     print(result.output)
     #expect(result.status == 0, "browser test failed:\n\(result.output)")

@@ -68,8 +68,18 @@ d = make_driver()
 js = d.execute_script
 
 
+DOCS = os.environ.get("CONSOLE_DOCS", "")
+DOC_SHOTS = {"overview": "console-overview", "hosts": "console-hosts", "host": "console-host",
+             "phone-hosts": "console-phone-hosts", "host-dark": "console-host-dark", "login": "console-login"}
+
+
 def shot(name):
-    d.save_screenshot(os.path.join(ART, name + ".png"))
+    path = os.path.join(ART, name + ".png")
+    d.save_screenshot(path)
+    if DOCS and name in DOC_SHOTS:  # MIRROR_DOC_SHOTS=1: the screenshots in docs/ too
+        import shutil
+        os.makedirs(DOCS, exist_ok=True)
+        shutil.copy(path, os.path.join(DOCS, DOC_SHOTS[name] + ".png"))
 
 
 def text(css):
