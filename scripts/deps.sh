@@ -45,10 +45,12 @@ case "${1:-build}" in
     # (the console's browser tests) and pyotp (TOTP codes computed by an
     # implementation that is not ours). pysocks comes with selenium
     # (urllib3[socks]); named so the list says all that is installed.
-    if ! python3 -c 'import pygltflib, selenium, pyotp' 2>/dev/null; then
-      echo "installing: python pygltflib selenium pyotp"
+    # nats-py: an independent client and its micro module's response types,
+    # to check the services' NATS micro answers.
+    if ! python3 -c 'import pygltflib, selenium, pyotp, nats.micro' 2>/dev/null; then
+      echo "installing: python pygltflib selenium pyotp nats-py"
       python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'pygltflib>=1.16,<2' \
-        'selenium>=4.20,<5' 'pyotp>=2.9,<3' pysocks
+        'selenium>=4.20,<5' 'pyotp>=2.9,<3' pysocks 'nats-py>=2.16,<3'
     fi
     ;;
 esac

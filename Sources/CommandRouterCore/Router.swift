@@ -52,7 +52,7 @@ public final class CommandRouter: Service, Sendable {
   public func run() async throws {
     guard let connection = try? await bus.connection() else { return }
     let rpc = try [Subjects.commandsSubmit, Subjects.commandsGet, Subjects.commandsList].map {
-      try connection.subscribe($0, queueGroup: "command-router")
+      try connection.serve($0, service: "command-router", version: MirrorVersion.current)
     }
     await cancelWhenGracefulShutdown {
       await self.redispatchRecorded(connection)

@@ -40,7 +40,7 @@ public final class HostRegistry: Service, Sendable {
         try? await Task.sleep(for: .seconds(1))
       }
     }
-    let requests = try connection.subscribe(Subjects.hostsRegister, queueGroup: "ingest")
+    let requests = try connection.serve(Subjects.hostsRegister, service: "ingest", version: MirrorVersion.current)
     await cancelWhenGracefulShutdown {
       for await request in requests {
         await self.answer(request, connection: connection)

@@ -26,7 +26,9 @@ public final class QueryService: Service, Sendable {
   public func run() async throws {
     guard let connection = try? await bus.connection() else { return }
     let subjects = [Subjects.hostsList, Subjects.hostsGet, Subjects.hostsSnapshot, Subjects.metricsQuery]
-    let subscriptions = try subjects.map { try connection.subscribe($0, queueGroup: "ingest") }
+    let subscriptions = try subjects.map {
+      try connection.serve($0, service: "ingest", version: MirrorVersion.current)
+    }
     await cancelWhenGracefulShutdown {
       await withTaskGroup(of: Void.self) { group in
         for subscription in subscriptions {

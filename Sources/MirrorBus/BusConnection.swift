@@ -21,6 +21,8 @@ public final class BusConnection: @unchecked Sendable {
   /// passRetained), released by the closed callback, so the box outlives
   /// both whichever goes first.
   private let events: ConnectionEvents
+  /// The micro services this connection answers for, by name.
+  private let micro = Mutex<[String: MicroService]>([:])
 
   /// The state of the link to the server, as libnats last reported it.
   public var isConnected: Bool { natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED }
@@ -173,7 +175,36 @@ public final class BusConnection: @unchecked Sendable {
   public func respond<M: WireMessage>(to request: BusMessage, with message: M) throws(NATSError) {
     guard let reply = request.reply else { return }
     try publish(reply, message)
+    if let arrived = request.receivedAt, let service = request.service, let micro = micro.withLock({ $0[service] }) {
+      let elapsed = ContinuousClock.now - arrived
+      micro.record(
+        subject: request.subject,
+        nanos: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000,
+        error: (message as? RpcError).map { "\($0.code): \($0.message)" })
+    }
   }
+
+  /// Subscribes to a request/reply subject of `service` (its queue group
+  /// too), and makes it an endpoint of the service's NATS micro identity:
+  /// `$SRV.PING|INFO|STATS` answered, its requests, errors and processing
+  /// time counted as they are answered with `respond(to:with:)`.
+  public func serve(_ subject: String, service: String, version: String, bufferSize: Int = 4096) throws(NATSError)
+    -> BusSubscription
+  {
+    let (m, new) = micro.withLock { all -> (MicroService, Bool) in
+      if let m = all[service] { return (m, false) }
+      let m = MicroService(name: service, version: version)
+      all[service] = m
+      return (m, true)
+    }
+    m.add(subject: subject, queueGroup: service)
+    if new { try m.start(on: self) }
+    return try BusSubscription(
+      connection: self, subject: subject, queueGroup: service, bufferSize: bufferSize, service: service)
+  }
+
+  /// The micro service of that name on this connection, if it serves any.
+  public func microService(_ name: String) -> MicroService? { micro.withLock { $0[name] } }
 
   /// Sends a request and waits for one reply. The corresponding C function
   /// is `natsConnection_RequestMsg`; a timeout throws status `.timeout`, no
@@ -263,7 +294,9 @@ public final class BusConnection: @unchecked Sendable {
       }
     }
     guard let only else {
-      return BusMessage(subject: subject, reply: reply, headers: headers(of: msg), payload: payload)
+      var m = BusMessage(subject: subject, reply: reply, headers: headers(of: msg), payload: payload)
+      m.receivedAt = .now
+      return m
     }
     var headers: [String: String] = [:]
     for key in only {

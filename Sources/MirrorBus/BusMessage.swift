@@ -20,6 +20,10 @@ public struct BusMessage: Sendable, Hashable {
   public var reply: String?
   public var headers: [String: String]
   public var payload: [UInt8]
+  /// When it was taken off the connection (received messages only).
+  public var receivedAt: ContinuousClock.Instant?
+  /// The micro service whose endpoint it came in on (`serve`), if any.
+  public var service: String?
 
   public init(subject: String, reply: String? = nil, headers: [String: String] = [:], payload: [UInt8]) {
     self.subject = subject

@@ -15,9 +15,11 @@ public final class BusSubscription: AsyncSequence, @unchecked Sendable {
   private let stream: AsyncStream<BusMessage>
   public let subject: String
 
-  init(connection: BusConnection, subject: String, queueGroup: String?, bufferSize: Int) throws(NATSError) {
+  init(connection: BusConnection, subject: String, queueGroup: String?, bufferSize: Int, service: String? = nil)
+    throws(NATSError)
+  {
     let (stream, continuation) = AsyncStream<BusMessage>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
-    let box = SubscriptionBox(continuation: continuation)
+    let box = SubscriptionBox(continuation: continuation, service: service)
     let closure = Unmanaged.passRetained(box).toOpaque()
     var sub: OpaquePointer?
     let handler: natsMsgHandler = { _, _, msg, closure in
@@ -79,10 +81,16 @@ extension SubscriptionBox: Sendable {}
 final class SubscriptionBox {
   let continuation: AsyncStream<BusMessage>.Continuation
   let dropped = Atomic<Int>(0)
+  let service: String?
 
-  init(continuation: AsyncStream<BusMessage>.Continuation) { self.continuation = continuation }
+  init(continuation: AsyncStream<BusMessage>.Continuation, service: String? = nil) {
+    self.continuation = continuation
+    self.service = service
+  }
 
   func deliver(_ message: BusMessage) {
+    var message = message
+    message.service = service
     if case .dropped = continuation.yield(message) { dropped.add(1, ordering: .relaxed) }
   }
 

@@ -56,7 +56,7 @@ public final class NotifierService: Service, Sendable {
   public func run() async throws {
     guard let connection = try? await bus.connection() else { return }
     let rpc = try [Subjects.alertsList, Subjects.alertsAck, Subjects.alertsSilence, Subjects.alertsUnsilence].map {
-      try connection.subscribe($0, queueGroup: "notifier")
+      try connection.serve($0, service: "notifier", version: MirrorVersion.current)
     }
     await cancelWhenGracefulShutdown {
       let engine = await self.startEngine()

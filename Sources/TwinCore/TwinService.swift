@@ -45,7 +45,7 @@ public final class TwinService: Service, Sendable {
 
   public func run() async throws {
     guard let connection = try? await bus.connection() else { return }
-    let rpc = try connection.subscribe(Subjects.twinSceneGet, queueGroup: "twin-service")
+    let rpc = try connection.serve(Subjects.twinSceneGet, service: "twin-service", version: MirrorVersion.current)
     await cancelWhenGracefulShutdown {
       let kv = await self.bucket(connection)
       let model = TwinModel(inventory: self.initialInventory, settings: self.settings.model)

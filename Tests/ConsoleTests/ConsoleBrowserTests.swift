@@ -219,5 +219,16 @@ import Testing
       ])
     print(result.output)
     #expect(result.status == 0, "browser test failed:\n\(result.output)")
+
+    // Every request/reply service of the stack speaks NATS micro, as an
+    // independent client reads it; ingest counted the console's hosts.list.
+    let micro = try Harness.run(
+      "/usr/bin/env",
+      [
+        "python3", Harness.root.appendingPathComponent("Tests/micro/check_micro.py").path, nats.url,
+        "ingest,command-router,notifier,twin-service", "ingest:hosts.list:1:0", "command-router:commands.submit:2:0",
+        "twin-service:twin.scene.get:1:0", "notifier:alerts.ack:1:0",
+      ])
+    #expect(micro.status == 0, "\(micro.output)")
   }
 }
