@@ -287,12 +287,32 @@ public final class CommandRouter: Service, Sendable {
   private func resultsLoop(_ connection: BusConnection) async {
     await consume(
       connection, durable: "ROUTER_RESULTS", filter: "commands.result.>", batch: 200, ackWait: .seconds(30)
-    ) { m in await record(m) }
+    ) { m in
+      if let id = await record(m) { await announce([id], connection) }
+    }
+  }
+
+  /// Publishes the record of each command that is now final on
+  /// `commands.state.<id>`, so a client waiting on it (mirrorctl exec, the
+  /// console) learns at once, without polling `commands.get`.
+  func announce(_ ids: [String], _ connection: BusConnection) async {
+    for id in ids where Subjects.isValidHostToken(id) {
+      do {
+        guard let r = try await database.withConnection({ try CommandStore.record(id, on: $0) }), r.state.isFinal
+        else { continue }
+        try connection.publish(Subjects.commandsState(id), r)
+      } catch {
+        Counter(label: "router_announce_failures_total").increment()
+        logger.warning("command state not announced", metadata: ["command_id": "\(id)", "error": "\(error)"])
+      }
+    }
   }
 
   /// One message from `commands.result.<host>`: stored if that host was
-  /// sent the command; anything else is a forgery attempt.
-  func record(_ m: JetStreamMessage) async {
+  /// sent the command; anything else is a forgery attempt. Returns the
+  /// command's id after a stored final result.
+  @discardableResult
+  func record(_ m: JetStreamMessage) async -> String? {
     let via = String(m.subject.split(separator: ".").last ?? "")
     enum Word: Sendable {
       case output(CommandOutput)
@@ -312,7 +332,7 @@ public final class CommandRouter: Service, Sendable {
       }
     guard let word, claimedHost == via else {
       forgery(m, via: via, why: word == nil ? "undecodable payload" : "payload host differs from the subject")
-      return
+      return nil
     }
     do {
       let accepted = try await database.withConnection { conn -> Bool in
@@ -323,6 +343,7 @@ public final class CommandRouter: Service, Sendable {
       }
       if accepted {
         try? m.ack()
+        if case .result(let r) = word { return r.commandId }
       } else {
         forgery(m, via: via, why: "this host was never sent that command")
       }
@@ -330,6 +351,7 @@ public final class CommandRouter: Service, Sendable {
       logger.warning("cannot store a command result; will retry", metadata: ["error": "\(error)"])
       try? m.nak(delay: .seconds(1))
     }
+    return nil
   }
 
   private func forgery(_ m: JetStreamMessage, via: String, why: String) {
@@ -345,7 +367,10 @@ public final class CommandRouter: Service, Sendable {
     while !Task.isCancelled {
       do {
         let changed = try await database.withConnection { try CommandStore.sweep(grace: grace, on: $0) }
-        if !changed.isEmpty { logger.info("commands expired or timed out", metadata: ["commands": "\(changed)"]) }
+        if !changed.isEmpty {
+          logger.info("commands expired or timed out", metadata: ["commands": "\(changed)"])
+          if let connection = try? await bus.connection() { await announce(changed, connection) }
+        }
         if ContinuousClock.now - lastArchive >= .seconds(3600) {
           let cutoff = Date().unixMilliseconds - retentionMs
           let moved = try await database.withConnection { try CommandStore.archive(before: cutoff, on: $0) }

@@ -84,21 +84,11 @@ struct ExecCommand: AsyncParsableCommand {
       user: user, key: try KeyFiles.loadPrivate(keyPath))
 
     let bus = try await connection.connect()
-    let results = try bus.subscribe("commands.result.>", bufferSize: 1 << 16)
-    try await bus.flush()
-    let reply: SubmitCommandResponse
+    let outcome: CommandRun.Outcome
     do {
-      reply = try await bus.request(
-        Subjects.commandsSubmit, request, expecting: SubmitCommandResponse.self, timeout: connection.replyTimeout)
-    } catch { throw Failure("commands.submit: \(describe(error))") }
-    guard reply.state == .dispatched else {
-      throw Failure("\(reply.state.stored): \(reply.reason)")
-    }
-    FileHandle.standardError.write(Data("command \(reply.commandId) on \(reply.hosts.joined(separator: ", "))\n".utf8))
-    let id = reply.commandId
-    let printer = Task {
-      for await m in results where m.mirrorType == CommandOutput.fullName {
-        guard let o = try? CommandOutput(decoding: m.payload), o.commandId == id else { continue }
+      outcome = try await CommandRun.run(
+        request, on: bus, replyTimeout: connection.replyTimeout, wait: .seconds(Int64(runTimeout) + 120)
+      ) { o in
         let text = String(decoding: o.data, as: UTF8.self)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         let body = lines.enumerated().compactMap { i, l in
@@ -106,23 +96,12 @@ struct ExecCommand: AsyncParsableCommand {
         }.joined()
         (o.channel == .stderr ? FileHandle.standardError : FileHandle.standardOutput).write(Data(body.utf8))
       }
-    }
-    defer { printer.cancel() }
-    // The router's record says when every host is done (results, expiry, timeouts).
-    let limit = ContinuousClock.now + .seconds(Int64(runTimeout) + 120)
-    var record: CommandRecord?
-    while ContinuousClock.now < limit {
-      try await Task.sleep(for: .milliseconds(300))
-      let r = try? await bus.request(
-        Subjects.commandsGet, GetCommandRequest(id: id), expecting: CommandRecordWithOutput.self,
-        timeout: connection.replyTimeout)
-      if let r = r?.record, r.state.isFinal {
-        record = r
-        break
-      }
-    }
-    try await Task.sleep(for: .milliseconds(300))  // the last chunks
-    guard let record else { throw Failure("no final state for \(id) in time") }
+    } catch let e as CommandRunError {
+      throw Failure(e.description)
+    } catch { throw Failure("commands.submit: \(describe(error))") }
+    let reply = outcome.reply
+    guard let record = outcome.record else { throw Failure("\(reply.state.stored): \(reply.reason)") }
+
     for h in record.hosts where h.state != .succeeded {
       FileHandle.standardError.write(Data("\(h.host): \(h.state.stored) \(h.reason)\n".utf8))
     }

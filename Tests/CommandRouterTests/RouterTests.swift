@@ -1,4 +1,3 @@
-import CommandRouterCore
 import Crypto
 import Foundation
 import MirrorBus
@@ -10,6 +9,8 @@ import ReflectorCore
 import ServiceLifecycle
 import TestSupport
 import Testing
+
+@testable import CommandRouterCore
 
 /// The router with real reflector command services, a real nats-server and
 /// PostgreSQL: identity, rules, fan-out, results, forgeries, expiry,
@@ -151,6 +152,48 @@ import Testing
       // Submitting the same request again runs nothing twice.
       let again = try await submit(bus, r)
       #expect(again.state == .failed && again.reason.hasPrefix("duplicate"))
+    }
+  }
+
+  /// mirrorctl exec's way: submit, then wait on events only — the output
+  /// on commands.result, the router's announcement on commands.state.<id>.
+  /// Output is complete and in order per host, even when chunks are lost on
+  /// the way (read back once from the audit record).
+  @Test func aCommandRunWaitsOnEventsAndItsOutputIsCompleteAndInOrder() async throws {
+    try await withSystem { bus, _ in
+      // Thirty lines a few milliseconds apart: thirty chunks or so.
+      let script = CommandAction(
+        argv: ["sh", "-c", "i=0; while [ $i -lt 30 ]; do echo line $i; sleep 0.02; i=$((i+1)); done"])
+      let expected = (0..<30).map { "line \($0)\n" }.joined()
+      final class Collected: @unchecked Sendable {
+        let lock = NSLock()
+        var chunks: [String: [UInt64]] = [:]
+        var text: [String: String] = [:]
+        func add(_ o: CommandOutput) {
+          lock.withLock {
+            chunks[o.host, default: []].append(o.chunkSequence)
+            text[o.host, default: ""] += String(decoding: o.data, as: UTF8.self)
+          }
+        }
+      }
+      for lossy in [false, true] {
+        let seen = Collected()
+        let r = try request(Self.hosts12, script, by: "root", key: admin)
+        let outcome = try await CommandRun.run(
+          r, on: bus, replyTimeout: .seconds(10), wait: .seconds(30),
+          // Lossy: every third chunk of node2 never arrives live.
+          losing: { lossy && $0.host == "node2" && $0.chunkSequence % 3 == 0 }, onOutput: seen.add)
+        let record = try #require(outcome.record, "\(outcome.reply)")
+        #expect(record.state == .succeeded && record.hosts.count == 2)
+        #expect(seen.text["node1"] == expected && seen.text["node2"] == expected, "lossy \(lossy)")
+        let chunks = seen.chunks["node1"] ?? []
+        #expect(chunks.count > 1 && chunks == chunks.sorted(), "several chunks, in order")
+        #expect((outcome.recovered > 0) == lossy, "recovered \(outcome.recovered)")
+      }
+      // A command refused outright: the reply says so, nothing to wait for.
+      let denied = try await CommandRun.run(
+        try request(Self.hosts12, script, by: nil, key: nil), on: bus, wait: .seconds(5))
+      #expect(denied.record == nil && denied.reply.state == .denied)
     }
   }
 

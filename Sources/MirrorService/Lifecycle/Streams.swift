@@ -28,6 +28,9 @@ public enum Subjects {
   public static let commandsPending = "commands.pending"
   public static func commandsDispatch(_ host: String) -> String { "commands.dispatch.\(host)" }
   public static func commandsResult(_ host: String) -> String { "commands.result.\(host)" }
+  /// The router's word that a command reached its final state (core NATS:
+  /// its `CommandRecord`), for clients waiting on it.
+  public static func commandsState(_ id: String) -> String { "commands.state.\(id)" }
   public static func alerts(_ severity: String, _ host: String) -> String { "alerts.\(severity).\(host)" }
   public static let visualizationUpdates = "visualization.updates"
   // Request/reply (Ingest).
