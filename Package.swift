@@ -184,7 +184,8 @@ let package = Package(
     .executableTarget(
       name: "MirrorBench",
       dependencies: [
-        "MirrorWire", "MirrorBus", "MirrorService", "ReflectorCore", "NotifierCore", "TwinCore", "TestSupport",
+        "MirrorWire", "MirrorBus", "MirrorService", "ReflectorCore", "NotifierCore", "TwinCore", "CommandRouterCore",
+        "TestSupport",
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "bench/MirrorBench",

@@ -2,7 +2,7 @@
 # Runs the benchmarks and prints figures and ratios (record them in
 # bench/RESULTS.md with this command). Release build; a nats-server of its
 # own on a free loopback port, file storage, torn down at the end.
-#   bench/run.sh [wire|publish|agent|ingest|notifier|twin|console|console3d|all]
+#   bench/run.sh [wire|publish|agent|ingest|notifier|twin|console|console3d|exec|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -88,6 +88,7 @@ cleanup() {
   [[ -n "${notifier_pid:-}" ]] && kill "$notifier_pid" 2>/dev/null
   [[ -n "${console_pid:-}" ]] && kill "$console_pid" 2>/dev/null
   [[ -n "${netdata_pid:-}" ]] && kill "$netdata_pid" 2>/dev/null
+  for p in "${router_pid:-}" "${reflector_pid:-}" "${sshd_pid:-}"; do [[ -n $p ]] && kill "$p" 2>/dev/null; done
   [[ -n "${nats_pid:-}" ]] && kill "$nats_pid" 2>/dev/null
   [[ -d "$work/stack/pg" ]] && MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=0 scripts/stack.sh stop custom >/dev/null 2>&1
   wait 2>/dev/null; rm -rf "$work"
@@ -390,6 +391,79 @@ if [[ $what == twin || $what == all ]]; then
   # switches, every host on both): layout from scratch, recompute + diff
   # per interval with every host reporting, the diff when one host changes.
   "$bin" twin "${BENCH_TWIN_NODES:-10000}" "${BENCH_TWIN_LINKS:-20000}"
+fi
+
+if [[ $what == exec || $what == all ]]; then
+  # `echo` on one host through the command path (release command-router,
+  # ingest, a reflector on this machine; a nats-server and PostgreSQL of its
+  # own) against `ssh 127.0.0.1 echo hi` (Debian's openssh-server on a port
+  # of its own, key authentication): a long-lived client (CommandRun, as
+  # mirrorctl exec waits), a fresh mirrorctl process each time, and ssh.
+  scripts/deps.sh bench >/dev/null
+  for product in ingest command-router reflector mirrorctl; do
+    swift build -c release --product "$product" 2>&1 | grep -E "error|warning:" || true
+  done
+  rel=$(swift build -c release --show-bin-path)
+  ensure_stack exec
+  db="postgresql://mirror:mirror@127.0.0.1:$pg_port/mirror"
+  nats="nats://127.0.0.1:$port"
+  [[ -n "${ingest_pid:-}" ]] && kill -0 "$ingest_pid" 2>/dev/null || {
+    "$rel/ingest" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
+      >"$work/ingest.log" 2>&1 &
+    ingest_pid=$!
+  }
+  "$rel/mirrorctl" keys gen --out "$work/router" >/dev/null
+  "$rel/mirrorctl" keys gen --out "$work/op" >/dev/null
+  "$rel/command-router" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
+    --set router.signing-key="$work/router.key" >"$work/router.log" 2>&1 &
+  router_pid=$!
+  "$rel/reflector" --nats-url "$nats" --http "127.0.0.1:$(free_port)" --log-level error --set reflector.host=bench-host \
+    --set reflector.spool-dir="$work/spool" --set commands.router-key="$work/router.pub" \
+    --set commands.policy="$PWD/config/commands-policy.yaml" >"$work/reflector.log" 2>&1 &
+  reflector_pid=$!
+  sleep 4
+  echo "operator password 1" >"$work/op.password"
+  "$rel/mirrorctl" users add bench --role admin --password-file "$work/op.password" --database-url "$db" >/dev/null
+  psql -q "$db" -c "UPDATE users SET public_key = decode('$(tr -d '\n' <"$work/op.pub")', 'base64') WHERE name = 'bench'"
+  n=${BENCH_EXEC_SAMPLES:-300}
+  "$bin" exec-latency "$nats" "$work/op.key" bench bench-host "$n" | tee "$work/long.txt"
+  # A fresh mirrorctl process each time (connect, sign, submit, wait).
+  fresh=()
+  for _ in $(seq 50); do
+    t0=$(date +%s%N)
+    "$rel/mirrorctl" exec bench-host --nats-url "$nats" --user bench --key "$work/op.key" -- echo hi >/dev/null 2>&1
+    fresh+=($(( ($(date +%s%N) - t0) / 1000 )))
+  done
+  # ssh to this machine: sshd on a port of its own, a key of the bench's.
+  ssh-keygen -q -t ed25519 -N "" -f "$work/ssh_host" && ssh-keygen -q -t ed25519 -N "" -f "$work/ssh_user"
+  cp "$work/ssh_user.pub" "$work/authorized_keys"
+  sp=$(free_port)
+  mkdir -p /run/sshd
+  /usr/sbin/sshd -D -p "$sp" -h "$work/ssh_host" -o ListenAddress=127.0.0.1 -o PermitRootLogin=prohibit-password \
+    -o AuthorizedKeysFile="$work/authorized_keys" -o StrictModes=no -o UsePAM=no -o LogLevel=ERROR 2>"$work/sshd.log" &
+  sshd_pid=$!
+  wait_port "$sp"
+  sshs=()
+  for _ in $(seq 50); do
+    t0=$(date +%s%N)
+    ssh -q -p "$sp" -i "$work/ssh_user" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
+      "$(id -un)@127.0.0.1" echo hi >/dev/null
+    sshs+=($(( ($(date +%s%N) - t0) / 1000 )))
+  done
+  kill "$sshd_pid" "$reflector_pid" "$router_pid" 2>/dev/null || true
+  python3 - "${fresh[*]}" "${sshs[*]}" "$work/long.txt" <<'PY'
+import sys
+long_p50 = next(float(l.split()[1]) for l in open(sys.argv[3]) if l.startswith("exec.long_lived.p50_ms"))
+fresh = sorted(int(x) / 1000 for x in sys.argv[1].split())
+ssh = sorted(int(x) / 1000 for x in sys.argv[2].split())
+pct = lambda v, p: v[min(len(v) - 1, int(len(v) * p))]
+print(f"exec.fresh_mirrorctl.p50_ms {pct(fresh, .5):.1f}  (a new process each time: start, connect, sign, wait; 50 runs)")
+print(f"exec.fresh_mirrorctl.p99_ms {pct(fresh, .99):.1f}")
+print(f"ssh.p50_ms {pct(ssh, .5):.1f}  (ssh 127.0.0.1 echo hi, key auth, a new connection each time; 50 runs)")
+print(f"ssh.p99_ms {pct(ssh, .99):.1f}")
+print(f"ratio.ssh_p50_over_long_lived_p50 {pct(ssh, .5) / long_p50:.1f}  (goal >= 20)")
+print(f"ratio.ssh_p50_over_fresh_mirrorctl_p50 {pct(ssh, .5) / pct(fresh, .5):.1f}")
+PY
 fi
 
 if [[ $what == console3d || $what == all ]]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a part of the project needs, and nothing when it is there.
-#   scripts/deps.sh codegen|build|run|test
+#   scripts/deps.sh codegen|build|run|test|bench
 # Debian packages through apt-get (run as root, or with sudo), Python test
 # tools through pip. Idempotent.
 set -euo pipefail
@@ -16,7 +16,9 @@ case "${1:-build}" in
   # The browser tests drive Debian's chromium through chromium-driver.
   test) debs+=(nats-server postgresql protobuf-c-compiler protobuf-compiler libprotobuf-dev lintian binutils
     qrencode libjs-dygraphs libjs-three chromium chromium-driver curl iproute2) ;;
-  *) echo "usage: $0 codegen|build|run|test" >&2; exit 2 ;;
+  # The benchmarks' peers: ssh for the command path (bench/run.sh exec).
+  bench) debs+=(nats-server postgresql openssh-server openssh-client) ;;
+  *) echo "usage: $0 codegen|build|run|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -96,6 +96,7 @@ public enum CommandRun {
       next[host] = n
     }
     var expected: [String: UInt64] = [:]
+    var finals: [String: CommandResult] = [:]
     var final: CommandRecord?
     let timer = Task {
       try? await Task.sleep(for: wait)
@@ -108,10 +109,31 @@ public enum CommandRun {
         take(o)
       case .result(let r) where targets.contains(r.host):
         expected[r.host] = r.chunks
+        finals[r.host] = r
       case .state(let r) where r.state.isFinal:
         final = r
       default:
         break
+      }
+      // Every host's own final word and all its chunks: done, without
+      // waiting for the router to store them (it announces what only it
+      // decides: expiry, timeouts).
+      if final == nil,
+        targets.allSatisfy({ h in
+          finals[h].map { $0.state.isFinal } == true && delivered[h, default: 0] == expected[h]
+            && held[h, default: [:]].isEmpty
+        })
+      {
+        let hosts = reply.hosts.compactMap { finals[$0] }.map { (r: CommandResult) -> CommandHostStatus in
+          CommandHostStatus(
+            host: r.host, via: r.host, state: r.state, reason: r.reason, exitCode: r.exitCode, signal: r.signal,
+            startedAtUnixMs: r.startedAtUnixMs, finishedAtUnixMs: r.finishedAtUnixMs, truncated: r.truncated,
+            outputBytes: r.outputBytes)
+        }
+        let record = CommandRecord(
+          request: request, state: CommandState.aggregate(hosts.map { $0.state }), hosts: hosts,
+          updatedAtUnixMs: Date().unixMilliseconds)
+        return Outcome(reply: reply, record: record, recovered: 0)
       }
       guard let record = final else { continue }
       // Every host that ran told how many chunks it sent; all of them here?

@@ -184,6 +184,8 @@ case "console-latency" where args.count == 5:
   try await ConsoleLatency.run(url: args[2], count: Int(args[3])!, periodMs: Int(args[4])!)
 case "twin" where args.count == 4:
   TwinBench.run(nodes: Int(args[2])!, links: Int(args[3])!)
+case "exec-latency" where args.count == 7:
+  try await ExecBench.run(url: args[2], keyPath: args[3], user: args[4], host: args[5], count: Int(args[6])!)
 case "twin-scene" where args.count == 6:
   try TwinBench.scene(to: args[2], nodes: Int(args[3])!, links: Int(args[4])!, rounds: Int(args[5])!)
 case "alert-eval" where args.count == 4:
