@@ -421,7 +421,11 @@ if [[ $what == exec || $what == all ]]; then
     --set reflector.spool-dir="$work/spool" --set commands.router-key="$work/router.pub" \
     --set commands.policy="$PWD/config/commands-policy.yaml" >"$work/reflector.log" 2>&1 &
   reflector_pid=$!
-  sleep 4
+  # The reflector registered (through ingest) before the first command.
+  for _ in $(seq 60); do
+    [[ $(psql -qtA "$db" -c "SELECT count(*) FROM hosts WHERE name = 'bench-host'" 2>/dev/null) == 1 ]] && break
+    sleep 0.5
+  done
   echo "operator password 1" >"$work/op.password"
   "$rel/mirrorctl" users add bench --role admin --password-file "$work/op.password" --database-url "$db" >/dev/null
   psql -q "$db" -c "UPDATE users SET public_key = decode('$(tr -d '\n' <"$work/op.pub")', 'base64') WHERE name = 'bench'"

@@ -25,14 +25,20 @@ enum ExecBench {
       let outcome = try await CommandRun.run(request, on: bus, wait: .seconds(30))
       let elapsed = ContinuousClock.now - start
       guard outcome.record?.state == .succeeded else {
+        if failures == 0 { print("exec.first_failure \(outcome.reply) \(String(describing: outcome.record))") }
         failures += 1
         continue
       }
+      if ProcessInfo.processInfo.environment["BENCH_EXEC_TRACE"] != nil { print("exec.sample \(i) \(elapsed)") }
       if i >= 10 {
         samples.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1e3)
       }
     }
     samples.sort()
+    guard !samples.isEmpty else {
+      print("exec.long_lived.samples 0  (failures \(failures))")
+      return
+    }
     func pct(_ p: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * p))] }
     print(
       String(format: "exec.long_lived.samples %d  (failures %d; 10 warm-up runs not counted)", samples.count, failures))

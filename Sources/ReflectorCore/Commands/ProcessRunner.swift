@@ -111,6 +111,7 @@ public enum ProcessRunner {
       lastFlush = clock.now
     }
 
+    var idleWaits = 0
     while !open.isEmpty || !reaped {
       if !reaped, waitpid(pid, &status, WNOHANG) == pid {
         reaped = true
@@ -132,7 +133,11 @@ public enum ProcessRunner {
         break  // a descendant outside the group still holds a pipe
       }
       if open.isEmpty {
-        usleep(10_000)
+        // Its pipes are closed: the process is exiting. Look again soon (a
+        // 10 ms nap here was 20 ms of every short command's round trip),
+        // then back off for one that lingers.
+        idleWaits += 1
+        usleep(idleWaits <= 50 ? 200 : 10_000)
         continue
       }
       var fds = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
