@@ -82,6 +82,23 @@ ensure_stack() {
     MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=$pg_port scripts/stack.sh start-pg custom >/dev/null
   fi
 }
+# Release builds of PRODUCTS, the stack, and ingest on it: sets rel, db,
+# nats and ingest_pid.
+ingest_stack() {  # NAME PRODUCT...
+  local name=$1; shift
+  for product in "$@"; do
+    swift build -c release --product "$product" 2>&1 | grep -E "error|warning:" || true
+  done
+  rel=$(swift build -c release --show-bin-path)
+  ensure_stack "$name"
+  db="postgresql://mirror:mirror@127.0.0.1:$pg_port/mirror"
+  nats="nats://127.0.0.1:$port"
+  [[ -n "${ingest_pid:-}" ]] && kill -0 "$ingest_pid" 2>/dev/null || {
+    "$rel/ingest" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
+      >"$work/ingest.log" 2>&1 &
+    ingest_pid=$!
+  }
+}
 work=$(mktemp -d)
 cleanup() {
   [[ -n "${ingest_pid:-}" ]] && kill "$ingest_pid" 2>/dev/null
@@ -400,18 +417,7 @@ if [[ $what == exec || $what == all ]]; then
   # of its own, key authentication): a long-lived client (CommandRun, as
   # mirrorctl exec waits), a fresh mirrorctl process each time, and ssh.
   scripts/deps.sh bench >/dev/null
-  for product in ingest command-router reflector mirrorctl; do
-    swift build -c release --product "$product" 2>&1 | grep -E "error|warning:" || true
-  done
-  rel=$(swift build -c release --show-bin-path)
-  ensure_stack exec
-  db="postgresql://mirror:mirror@127.0.0.1:$pg_port/mirror"
-  nats="nats://127.0.0.1:$port"
-  [[ -n "${ingest_pid:-}" ]] && kill -0 "$ingest_pid" 2>/dev/null || {
-    "$rel/ingest" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
-      >"$work/ingest.log" 2>&1 &
-    ingest_pid=$!
-  }
+  ingest_stack exec ingest command-router reflector mirrorctl
   "$rel/mirrorctl" keys gen --out "$work/router" >/dev/null
   "$rel/mirrorctl" keys gen --out "$work/op" >/dev/null
   "$rel/command-router" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
@@ -487,18 +493,7 @@ if [[ $what == console || $what == all ]]; then
   # published on metrics.raw.<host> until the hosts page shows its value, in
   # headless Chromium; (3) the console's CPU and RSS with 1,000 simulated
   # hosts live and 20 live streams watching the hosts screen.
-  for product in ingest console mirrorctl; do
-    swift build -c release --product "$product" 2>&1 | grep -E "error|warning:" || true
-  done
-  rel=$(swift build -c release --show-bin-path)
-  ensure_stack console
-  db="postgresql://mirror:mirror@127.0.0.1:$pg_port/mirror"
-  nats="nats://127.0.0.1:$port"
-  [[ -n "${ingest_pid:-}" ]] && kill -0 "$ingest_pid" 2>/dev/null || {
-    "$rel/ingest" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
-      >"$work/ingest.log" 2>&1 &
-    ingest_pid=$!
-  }
+  ingest_stack console ingest console mirrorctl
   web=$(free_port)
   "$rel/console" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level warning \
     --set console.port="$web" --set console.static-dir="$PWD/Sources/ConsoleCore/Public" >"$work/console.log" 2>&1 &

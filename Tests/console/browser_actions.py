@@ -18,11 +18,11 @@ import threading
 import time
 
 import pyotp
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
+
+import common
+from common import check, make_driver, wait
 
 URL = os.environ["CONSOLE_URL"]
 USER, PASSWORD, SECRET = os.environ["CONSOLE_USER"], os.environ["CONSOLE_PASSWORD"], os.environ["CONSOLE_SECRET"]
@@ -33,33 +33,6 @@ STOP_PID, STOP_HOST = int(os.environ["CONSOLE_STOP_PID"]), os.environ["CONSOLE_S
 NTFY_PORT = int(os.environ["CONSOLE_NTFY_PORT"])
 ART = os.environ.get("CONSOLE_ARTIFACTS", "/tmp")
 DOCS = os.environ.get("CONSOLE_DOCS", "")
-
-passed, failed = 0, []
-
-
-def check(condition, what):
-    global passed
-    if condition:
-        passed += 1
-        print(f"ok    {what}", flush=True)
-    else:
-        failed.append(what)
-        print(f"FAIL  {what}", flush=True)
-    return condition
-
-
-def wait(predicate, timeout=20.0, step=0.2):
-    end = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < end:
-        try:
-            value = predicate()
-        except (WebDriverException, AttributeError):
-            value = None
-        if value:
-            return value
-        time.sleep(step)
-    return value
 
 
 class Codes:
@@ -106,17 +79,7 @@ def told(host, since):
     return sum(1 for t, text in notifications if t >= since and host in text)
 
 
-def make_driver():
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800",
-              "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"):
-        options.add_argument(a)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-
-
-d = make_driver()
+d = make_driver(webgl=True)
 js = d.execute_script
 
 
@@ -354,7 +317,7 @@ try:
 except Exception as e:
     import traceback
     traceback.print_exc()
-    failed.append(f"the script stopped: {e!r}")
+    common.failed.append(f"the script stopped: {e!r}")
     try:
         shot("actions-failure")
     except Exception:
@@ -363,7 +326,4 @@ finally:
     d.quit()
     server.shutdown()
 
-print(f"{passed} passed, {len(failed)} failed")
-for f in failed:
-    print("  failed:", f)
-sys.exit(1 if failed else 0)
+sys.exit(common.summary())

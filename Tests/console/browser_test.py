@@ -11,10 +11,11 @@ import time
 import urllib.parse
 
 import pyotp
-from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, WebDriverException
-from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
+
+import common
+from common import check, make_driver, wait
 
 URL = os.environ["CONSOLE_URL"]
 USER, PASSWORD = os.environ["CONSOLE_USER"], os.environ["CONSOLE_PASSWORD"]
@@ -25,46 +26,7 @@ STOP_PID, STOP_HOST = int(os.environ["CONSOLE_STOP_PID"]), os.environ["CONSOLE_S
 ART = os.environ.get("CONSOLE_ARTIFACTS", "/tmp")
 HOSTILE = "<img src=x onerror=alert(1)>"
 
-passed, failed = 0, []
-
-
-def check(condition, what):
-    global passed
-    if condition:
-        passed += 1
-        print(f"ok    {what}")
-    else:
-        failed.append(what)
-        print(f"FAIL  {what}")
-    return condition
-
-
-def wait(predicate, timeout=20.0, step=0.2):
-    """Polls predicate until it is truthy; returns its last value."""
-    end = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < end:
-        try:
-            value = predicate()
-        except WebDriverException:
-            value = None
-        if value:
-            return value
-        time.sleep(step)
-    return value
-
-
-def make_driver():
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800",
-              "--disable-gpu"):
-        options.add_argument(a)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-
-
-d = make_driver()
+d = make_driver(webgl=False)
 js = d.execute_script
 
 
@@ -242,7 +204,7 @@ try:
 except Exception as e:  # a crash of the script is a failure, with its reason
     import traceback
     traceback.print_exc()
-    failed.append(f"the script stopped: {e!r}")
+    common.failed.append(f"the script stopped: {e!r}")
     try:
         shot("failure")
     except Exception:
@@ -250,7 +212,4 @@ except Exception as e:  # a crash of the script is a failure, with its reason
 finally:
     d.quit()
 
-print(f"{passed} passed, {len(failed)} failed")
-for f in failed:
-    print("  failed:", f)
-sys.exit(1 if failed else 0)
+sys.exit(common.summary())

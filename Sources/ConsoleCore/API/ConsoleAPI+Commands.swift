@@ -23,8 +23,7 @@ extension ConsoleAPI {
   struct KeysAnswer: ResponseEncodable { var keys: [UserKeyView] }
 
   func addKey(_ request: Request, _ context: ConsoleContext) async throws -> KeyAnswer {
-    let session = try context.requireSession()
-    guard session.mayAct else { throw APIError.forbidden("only operators and admins sign commands") }
+    let session = try requireRunner(context)
     let body = try await request.decode(as: AddKeyRequest.self, context: context)
     guard let key = Data(base64Encoded: body.publicKey), key.count == 32 else {
       throw APIError.badRequest("publicKey is not a base64 raw Ed25519 key (32 bytes)")
@@ -52,6 +51,15 @@ extension ConsoleAPI {
     try await accounts.audit(
       user: session.user, address: context.address, action: "revoke_key", outcome: "ok", detail: id)
     return Response(status: .noContent)
+  }
+
+  /// The session of an operator or admin: only they run commands.
+  func requireRunner(_ context: ConsoleContext) throws -> Session {
+    let session = try context.requireSession()
+    guard session.mayAct else {
+      throw APIError.forbidden("role \(session.roles.joined(separator: ",")) may not run commands")
+    }
+    return session
   }
 
   // MARK: Prepare and submit
@@ -86,10 +94,7 @@ extension ConsoleAPI {
   }
 
   func prepare(_ request: Request, _ context: ConsoleContext) async throws -> PrepareAnswer {
-    let session = try context.requireSession()
-    guard session.mayAct else {
-      throw APIError.forbidden("role \(session.roles.joined(separator: ",")) may not run commands")
-    }
+    let session = try requireRunner(context)
     let body = try await request.decode(as: PrepareRequest.self, context: context)
     guard try await accounts.hasKey(userID: session.userID, keyID: body.keyId) else {
       throw APIError(.forbidden, "unknown_key", "this browser's key is not registered (or was revoked)")
@@ -217,10 +222,7 @@ extension ConsoleAPI {
   /// that a dangerous scope was confirmed; the CommandRouter verifies the
   /// signature and its rules.
   func submit(_ request: Request, _ context: ConsoleContext) async throws -> SubmitAnswer {
-    let session = try context.requireSession()
-    guard session.mayAct else {
-      throw APIError.forbidden("role \(session.roles.joined(separator: ",")) may not run commands")
-    }
+    let session = try requireRunner(context)
     let body = try await request.decode(as: SubmitRequest.self, context: context)
     guard let bytes = Data(base64Encoded: body.request), bytes.count <= 64 * 1024,
       var command = try? CommandRequest(decoding: [UInt8](bytes))
