@@ -105,7 +105,7 @@ cleanup() {
   [[ -n "${notifier_pid:-}" ]] && kill "$notifier_pid" 2>/dev/null
   [[ -n "${console_pid:-}" ]] && kill "$console_pid" 2>/dev/null
   [[ -n "${netdata_pid:-}" ]] && kill "$netdata_pid" 2>/dev/null
-  for p in "${router_pid:-}" "${reflector_pid:-}" "${sshd_pid:-}"; do [[ -n $p ]] && kill "$p" 2>/dev/null; done
+  for p in "${router_pid:-}" "${reflector_pid:-}" "${sshd_pid:-}"; do [[ -n $p ]] && kill "$p" 2>/dev/null || true; done
   [[ -n "${nats_pid:-}" ]] && kill "$nats_pid" 2>/dev/null
   [[ -d "$work/stack/pg" ]] && MIRROR_STACK_DIR="$work/stack" MIRROR_PG_PORT=0 scripts/stack.sh stop custom >/dev/null 2>&1
   wait 2>/dev/null; rm -rf "$work"
