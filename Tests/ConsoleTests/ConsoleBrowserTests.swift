@@ -50,6 +50,37 @@ import Testing
     processes[name] = p
   }
 
+  /// A reflector for `host` reporting every 2 s, taking commands signed by
+  /// the router's key (`keys`.pub), with these labels and settings.
+  func startReflector(_ host: String, keys: String, labels: String, _ extra: [String] = []) throws {
+    try start(
+      host, "reflector",
+      [
+        "--nats-url", nats.url, "--http", "127.0.0.1:\(Harness.freePort())", "--set", "reflector.host=\(host)",
+        "--set", "reflector.interval=2s", "--set", "reflector.spool-dir=\(work.appendingPathComponent(host).path)",
+        "--set", "reflector.labels=\(labels)", "--set", "commands.router-key=\(keys).pub",
+      ] + extra)
+  }
+
+  /// The console on a free port (returned), serving the repository's
+  /// front end, with the admin ada and the viewer vic.
+  func startConsole(_ extra: [String] = []) async throws -> Int {
+    let port = Harness.freePort()
+    try start(
+      "console", "console",
+      [
+        "--nats-url", nats.url, "--database-url", db.url, "--http", "127.0.0.1:\(Harness.freePort())", "--set",
+        "console.port=\(port)", "--set",
+        "console.static-dir=\(Harness.root.appendingPathComponent("Sources/ConsoleCore/Public").path)", "--set",
+        "console.refresh=2s",
+      ] + extra)
+    let accounts = Accounts(database: PostgresClient(url: db.url, logger: Harness.logger))
+    try await accounts.add(name: "ada", role: "admin", password: "correct horse battery")
+    try await accounts.add(name: "vic", role: "viewer", password: "viewer password 1")
+    #expect(await Harness.waitUntil(timeout: .seconds(30)) { Harness.isListening(port) })
+    return port
+  }
+
   @Test func aPersonLogsInAndWatchesTheFleetLive() async throws {
     let keys = work.appendingPathComponent("router").path
     try Harness.run(Harness.executable("mirrorctl"), ["keys", "gen", "--out", keys])
@@ -63,27 +94,9 @@ import Testing
     try start("notifier", "notifier", common + ["--http", "127.0.0.1:\(Harness.freePort())"])
     let hostile = "<img src=x onerror=alert(1)>"
     for host in ["web-01", "web-02", "db-01"] {
-      try start(
-        host, "reflector",
-        [
-          "--nats-url", nats.url, "--http", "127.0.0.1:\(Harness.freePort())", "--set", "reflector.host=\(host)",
-          "--set", "reflector.interval=2s", "--set", "reflector.spool-dir=\(work.appendingPathComponent(host).path)",
-          "--set", "reflector.labels=note=\(hostile),tier=\(host.hasPrefix("web") ? "web" : "db")",
-          "--set", "commands.router-key=\(keys).pub",
-        ])
+      try startReflector(host, keys: keys, labels: "note=\(hostile),tier=\(host.hasPrefix("web") ? "web" : "db")")
     }
-    let port = Harness.freePort()
-    try start(
-      "console", "console",
-      common + [
-        "--http", "127.0.0.1:\(Harness.freePort())", "--set", "console.port=\(port)", "--set",
-        "console.static-dir=\(Harness.root.appendingPathComponent("Sources/ConsoleCore/Public").path)", "--set",
-        "console.refresh=2s",
-      ])
-    let accounts = Accounts(database: PostgresClient(url: db.url, logger: Harness.logger))
-    try await accounts.add(name: "ada", role: "admin", password: "correct horse battery")
-    try await accounts.add(name: "vic", role: "viewer", password: "viewer password 1")
-    #expect(await Harness.waitUntil(timeout: .seconds(30)) { Harness.isListening(port) })
+    let port = try await startConsole()
     // Every reflector reports before the browser looks.
     let client = ConsoleClient(port: port)
     let secret = try await client.logIn("vic", "viewer password 1")
@@ -171,27 +184,11 @@ import Testing
       "twin-service", "twin-service",
       common + http() + ["--set", "twin.inventory=\(inventory.path)", "--set", "twin.interval=1s"])
     for host in ["web-01", "web-02", "db-01"] {
-      try start(
-        host, "reflector",
-        [
-          "--nats-url", nats.url, "--http", "127.0.0.1:\(Harness.freePort())", "--set", "reflector.host=\(host)",
-          "--set", "reflector.interval=2s", "--set", "reflector.spool-dir=\(work.appendingPathComponent(host).path)",
-          "--set", "reflector.labels=site=lab", "--set", "commands.router-key=\(keys).pub", "--set",
-          "commands.policy=\(Harness.root.appendingPathComponent("config/commands-policy.yaml").path)",
-        ])
+      try startReflector(
+        host, keys: keys, labels: "site=lab",
+        ["--set", "commands.policy=\(Harness.root.appendingPathComponent("config/commands-policy.yaml").path)"])
     }
-    let port = Harness.freePort()
-    try start(
-      "console", "console",
-      common + http() + [
-        "--set", "console.port=\(port)", "--set",
-        "console.static-dir=\(Harness.root.appendingPathComponent("Sources/ConsoleCore/Public").path)", "--set",
-        "console.refresh=2s", "--set", "console.confirm-above=2",
-      ])
-    let accounts = Accounts(database: PostgresClient(url: db.url, logger: Harness.logger))
-    try await accounts.add(name: "ada", role: "admin", password: "correct horse battery")
-    try await accounts.add(name: "vic", role: "viewer", password: "viewer password 1")
-    #expect(await Harness.waitUntil(timeout: .seconds(30)) { Harness.isListening(port) })
+    let port = try await startConsole(["--set", "console.confirm-above=2"])
     let admin = ConsoleClient(port: port)
     let adminSecret = try await admin.logIn("ada", "correct horse battery")
     let viewerSecret = try await ConsoleClient(port: port).logIn("vic", "viewer password 1")
