@@ -1,4 +1,5 @@
 import Foundation
+import MirrorService
 public import MirrorWire
 
 /// Why a notification is sent.
@@ -402,14 +403,7 @@ public final class AlertEngine {
 
   private func channels(_ a: Alert) -> [String] { rules.channels(for: a, meta: meta[a.host] ?? HostMeta()) }
 
-  func silenced(_ a: Alert, nowMs: Int64) -> Bool {
-    silences.contains { s in
-      s.endsAtUnixMs > nowMs
-        && (s.alertId.isEmpty || s.alertId == a.id)
-        && (s.rule.isEmpty || glob(s.rule, a.rule))
-        && (s.host.isEmpty || glob(s.host, a.host))
-    }
-  }
+  func silenced(_ a: Alert, nowMs: Int64) -> Bool { silences.contains { $0.mutes(a, nowMs: nowMs) } }
 
   private func labels(_ rule: Rule, _ series: String) -> [Label] {
     var out: [Label] = []

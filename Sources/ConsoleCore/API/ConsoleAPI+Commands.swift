@@ -106,7 +106,7 @@ extension ConsoleAPI {
     let timeout = body.timeoutSeconds ?? 30
     guard (1...3600).contains(timeout) else { throw APIError.badRequest("timeoutSeconds: 1 to 3600") }
     let hosts = fleet.resolve(target)
-    let dangerous = isDangerous(target)
+    let dangerous = isDangerous(target, reaching: hosts.count)
     let now = Date().unixMilliseconds
     let command = CommandRequest(
       id: UUID().uuidString.lowercased(), target: target, action: action, timeoutMs: timeout * 1000,
@@ -132,11 +132,12 @@ extension ConsoleAPI {
   /// Whether a target needs a fresh code: all hosts, more than
   /// `confirm-above` as the console counts them, or a group or selector
   /// while the console knows no hosts yet (it cannot count them).
-  func isDangerous(_ t: CommandTarget) -> Bool {
+  /// `reaching`: the hosts it resolves to now (`fleet.resolve`).
+  func isDangerous(_ t: CommandTarget, reaching count: Int) -> Bool {
     switch t.kind {
     case .all: return true
-    case .group, .selector: return fleet.hostNames.isEmpty || fleet.resolve(t).count > settings.confirmAbove
-    default: return fleet.resolve(t).count > settings.confirmAbove
+    case .group, .selector: return fleet.hostNames.isEmpty || count > settings.confirmAbove
+    default: return count > settings.confirmAbove
     }
   }
 
@@ -239,7 +240,7 @@ extension ConsoleAPI {
     }
     let target = command.target ?? CommandTarget()
     if target.kind == .selector { try Self.checkSelector(target.selector) }
-    if isDangerous(target) {
+    if isDangerous(target, reaching: fleet.resolve(target).count) {
       guard confirmed.take(Self.fingerprint(command, user: session.user), nowMs: Date().unixMilliseconds) else {
         Counter(label: "console_commands_refused_total", dimensions: [("reason", "unconfirmed")]).increment()
         try await accounts.audit(

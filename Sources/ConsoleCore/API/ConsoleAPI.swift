@@ -7,10 +7,6 @@ import MirrorService
 import MirrorWire
 import Synchronization
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// The JSON API under `/api/v1` (docs/console.md): every screen's data,
 /// from the fleet kept live and the services' RPCs.
 struct ConsoleAPI: Sendable {
@@ -228,12 +224,9 @@ struct ConsoleAPI: Sendable {
   }
 
   /// Until when the silences mute an alert (0: they do not), matched as the
-  /// Notifier matches them: an alert id, a rule glob, a host glob.
+  /// Notifier matches them (`Silence.mutes`).
   static func silencedUntil(_ a: Alert, by silences: [Silence], nowMs: Int64) -> Int64 {
-    silences.filter { s in
-      s.endsAtUnixMs > nowMs && (s.alertId.isEmpty || s.alertId == a.id)
-        && (s.rule.isEmpty || fnmatch(s.rule, a.rule, 0) == 0) && (s.host.isEmpty || fnmatch(s.host, a.host, 0) == 0)
-    }.map(\.endsAtUnixMs).max() ?? 0
+    silences.filter { $0.mutes(a, nowMs: nowMs) }.map(\.endsAtUnixMs).max() ?? 0
   }
 
   // MARK: Overview

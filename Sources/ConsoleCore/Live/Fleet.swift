@@ -71,9 +71,7 @@ public final class Fleet: Sendable {
   }
 
   /// Passes a message to the browsers watching `topic`.
-  public func publish(_ topic: Topic, _ json: [UInt8]) {
-    for o in state.withLock({ $0.observerList }) { o(.message(topic, json)) }
-  }
+  public func publish(_ topic: Topic, _ json: [UInt8]) { notify(.message(topic, json)) }
 
   private let state = Mutex(State())
 
@@ -124,7 +122,7 @@ public final class Fleet: Sendable {
       s.hosts[name]!.update(n, values, arrivedMs: arrivedMs)
       return known
     }
-    for o in state.withLock({ $0.observerList }) { o(.host(name)) }
+    notify(.host(name))
     return known
   }
 
@@ -217,6 +215,12 @@ public final class Fleet: Sendable {
     guard !changes.isEmpty else { return }
     let observers = state.withLock { $0.observerList }
     for o in observers { for c in changes { o(c) } }
+  }
+
+  /// One change (a batch, a relayed message): no array to build on the
+  /// hot path.
+  private func notify(_ change: Change) {
+    for o in state.withLock({ $0.observerList }) { o(change) }
   }
 
   // MARK: Reading

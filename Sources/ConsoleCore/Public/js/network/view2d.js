@@ -26,6 +26,18 @@ const linkWidth = (l) => {
   return Math.round((1.5 + 6 * u / 100) * 2) / 2;
 };
 
+// The index of a style in `list`, added (made by `make`) the first time
+// its key is seen: paths are batched by style.
+function intern(index, list, key, make) {
+  let i = index.get(key);
+  if (i === undefined) {
+    i = list.length;
+    list.push(make());
+    index.set(key, i);
+  }
+  return i;
+}
+
 export class View2D {
   // ctx: {shared: {selected}, open(node), select(id), frame(ms)}
   constructor(container, model, ctx) {
@@ -167,26 +179,14 @@ export class View2D {
   // only puts faded nodes underneath the others.
   nodeStyle(p, n) {
     const faded = n.material.opacity < 1;
-    const key = n.material.colorHex + (faded ? '/faded' : '');
-    let s = p.styleKey.get(key);
-    if (s === undefined) {
-      s = p.styles.length;
-      p.styles.push({fill: n.material.colorHex, faded});
-      p.styleKey.set(key, s);
-    }
-    return s;
+    return intern(p.styleKey, p.styles, n.material.colorHex + (faded ? '/faded' : ''),
+      () => ({fill: n.material.colorHex, faded}));
   }
 
   linkStyle(p, l) {
     const width = linkWidth(l);
-    const key = l.material.colorHex + '/' + width;
-    let s = p.lstyleKey.get(key);
-    if (s === undefined) {
-      s = p.lstyles.length;
-      p.lstyles.push({color: l.material.colorHex, width});
-      p.lstyleKey.set(key, s);
-    }
-    return s;
+    return intern(p.lstyleKey, p.lstyles, l.material.colorHex + '/' + width,
+      () => ({color: l.material.colorHex, width}));
   }
 
   pack() {
