@@ -85,12 +85,16 @@ public enum Identity {
 }
 
 /// The name of an action for the rules: "builtin:restart_service" or
-/// "argv:" + the argv joined by spaces (with a shell: "shell:" + the line).
+/// "argv:" + the argv joined by spaces (with a shell: "shell:" + the line);
+/// an interactive shell "session:shell", a port forward
+/// "session:forward:<address>:<port>".
 public func actionName(_ a: CommandAction) -> String {
   switch a.builtin {
   case .restartService: return "builtin:restart_service"
   case .wakeOnLan: return "builtin:wake_on_lan"
   case .collectNow: return "builtin:collect_now"
+  case .shell: return "session:shell"
+  case .forward: return "session:forward:\(a.forwardAddress):\(a.forwardPort)"
   default: return (a.shell ? "shell:" : "argv:") + a.argv.joined(separator: " ")
   }
 }

@@ -170,6 +170,14 @@ public final class CommandRouter: Service, Sendable {
       throw Refusal(.rejected, "unknown_host", "not in the registry: \(unknown.joined(separator: ", "))")
     }
     guard !hosts.isEmpty else { throw Refusal(.rejected, "no_targets", "the target matches no host") }
+    if action.builtin == .shell || action.builtin == .forward {
+      guard hosts.count == 1, r.target?.kind == .hosts else {
+        throw Refusal(.rejected, "invalid_argument", "a session is with one host, named")
+      }
+      guard action.sessionTokenSha256.count == 32 else {
+        throw Refusal(.rejected, "invalid_argument", "a session needs the SHA-256 of its token")
+      }
+    }
     try Authorizer.authorize(roles: roles, action: action, hosts: hosts.map(\.name), on: conn)
     guard action.builtin == .wakeOnLan else { return hosts.map { ($0.name, $0.name) } }
     // Wake-on-LAN goes through an awake reflector, on the same network if

@@ -122,6 +122,7 @@ struct CommandsCommand: AsyncParsableCommand {
   @Option(help: "Only commands in this state (e.g. failed).") var state: String = ""
   @Option(help: "At most this many.") var limit: UInt32 = 50
   @Option(help: "One command, with its output.") var id: String?
+  @Flag(help: "With --id: the session's recording as asciicast v2 (play it with asciinema play).") var cast = false
   @Flag(help: "Print JSON instead of a table.") var json = false
 
   func run() async throws {
@@ -131,6 +132,7 @@ struct CommandsCommand: AsyncParsableCommand {
         let r = try await bus.request(
           Subjects.commandsGet, GetCommandRequest(id: id, withOutput: true), expecting: CommandRecordWithOutput.self,
           timeout: connection.replyTimeout)
+        if cast { return emit(Asciicast.render(r)) }
         return try printJSON(r)
       } catch { throw Failure("commands.get: \(describe(error))") }
     }

@@ -68,19 +68,19 @@ struct CredsCommand: AsyncParsableCommand {
       print("wrote \(dir)/hosts/\(name).conf, \(dir)/hosts/\(name).reflector.yaml and \(dir)/authorization.conf")
     }
 
-    /// A host may publish only its own metrics, events and command results
-    /// (and ask to register), use the JetStream API only for its own
-    /// command consumer, and receive only on its own inbox prefix and
-    /// dispatch subject.
+    /// A host may publish only its own metrics, events, command results and
+    /// session output (and ask to register), use the JetStream API only for
+    /// its own command consumer, and receive only on its own inbox prefix,
+    /// dispatch subject and sessions' input.
     static func userEntry(host h: String, password: String) -> String {
       let consumer = "COMMANDS.reflector_\(h)"
       let publish = [
-        "metrics.raw.\(h)", "events.\(h)", "commands.result.\(h)", "hosts.register",
+        "metrics.raw.\(h)", "events.\(h)", "commands.result.\(h)", "hosts.register", "sessions.\(h).*.out",
         "$JS.API.CONSUMER.INFO.\(consumer)", "$JS.API.CONSUMER.CREATE.\(consumer)",
         "$JS.API.CONSUMER.CREATE.\(consumer).>", "$JS.API.CONSUMER.DURABLE.CREATE.\(consumer)",
         "$JS.API.CONSUMER.MSG.NEXT.\(consumer)", "$JS.ACK.\(consumer).>",
       ]
-      let subscribe = ["_INBOX_\(h).>", "commands.dispatch.\(h)"]
+      let subscribe = ["_INBOX_\(h).>", "commands.dispatch.\(h)", "sessions.\(h).*.in"]
       func list(_ s: [String]) -> String { "[" + s.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
       return """
             {user: "host-\(h)", password: "\(password)", permissions: {

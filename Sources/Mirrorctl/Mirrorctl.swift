@@ -9,7 +9,9 @@ struct Mirrorctl: AsyncParsableCommand {
     commandName: "mirrorctl",
     abstract: "MIRROR STAGE command line: hosts, live metrics and any bus message as JSON.",
     subcommands: [
-      HostsCommand.self, TopCommand.self, QueryCommand.self, TailCommand.self, ExecCommand.self, CommandsCommand.self,
+      HostsCommand.self, TopCommand.self, QueryCommand.self, TailCommand.self, ExecCommand.self, ShellCommand.self,
+      ForwardCommand.self,
+      CommandsCommand.self,
       AlertsCommand.self, TwinCommand.self, KeysCommand.self, CredsCommand.self, UsersCommand.self,
     ])
 }

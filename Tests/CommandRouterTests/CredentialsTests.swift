@@ -78,6 +78,21 @@ import Testing
         stream: "COMMANDS", ConsumerConfig(durable: "reflector_b", filterSubject: "commands.dispatch.b"))
     }
 
+    // Sessions: its own input and output; not b's keystrokes, not b's output.
+    let ownInput = try a.subscribe("sessions.a.s1.in")
+    try a.publish("sessions.a.s1.out", payload: [1])
+    let peek = try a.subscribe("sessions.b.s2.in")
+    try? await a.flush()
+    try admin.publish("sessions.a.s1.in", payload: [2])
+    try admin.publish("sessions.b.s2.in", payload: [3])
+    #expect(await Harness.collect(ownInput, count: 1, timeout: .seconds(2)).map(\.payload) == [[2]])
+    #expect(await Harness.collect(peek, count: 1, timeout: .seconds(1)).isEmpty)
+    let bOutput = try admin.subscribe("sessions.b.>")
+    try await admin.flush()
+    try? a.publish("sessions.b.s2.out", payload: [4])
+    try? await a.flush()
+    #expect(await Harness.collect(bOutput, count: 1, timeout: .seconds(1)).isEmpty)
+
     // Registration (request/reply through its inbox) works.
     let responder = try admin.subscribe(Subjects.hostsRegister)
     try await admin.flush()

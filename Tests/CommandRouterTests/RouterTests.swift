@@ -49,7 +49,7 @@ import Testing
   /// The router and reflectors for node1 and node2, running until `body` ends.
   func withSystem(
     routerSettings: CommandRouter.Settings = .init(), reflectors: [String] = ["node1", "node2"],
-    _ body: (BusConnection, () async -> Void) async throws -> Void
+    policies: [String: CommandPolicy] = [:], _ body: (BusConnection, () async -> Void) async throws -> Void
   ) async throws {
     let config = ConfigValues(overrides: ["nats.urls": nats.url, "database.url": db.url])
     let settings = try ServiceSettings(service: "command-router", defaultHTTPPort: 0, config: config)
@@ -64,7 +64,7 @@ import Testing
         CommandService(
           host: host, bus: busService,
           verifier: try DispatchVerifier(routerPublicKey: routerKey.publicKey.rawRepresentation, host: host),
-          executor: CommandExecutor(policy: policy, collectNow: {}), logger: Harness.logger))
+          executor: CommandExecutor(policy: policies[host] ?? policy, collectNow: {}), logger: Harness.logger))
     }
     let agentGroup = ServiceGroup(services: agents, logger: Harness.logger)
     let agentsRunning = Task { try await agentGroup.run() }

@@ -69,6 +69,9 @@ public final class HTTPReceiver: Sendable {
   /// The next answers, e.g. [500, 500]: then 200 again.
   public func respond(with statuses: [Int]) { state.withLock { $0.statuses = statuses } }
 
+  /// The body of 2xx answers from now on.
+  public func respond(body: String) { state.withLock { $0.body = body } }
+
   /// Every request, answered well or not.
   public var requests: [Request] { state.withLock { $0.requests } }
 

@@ -31,6 +31,10 @@ public enum Subjects {
   /// The router's word that a command reached its final state (core NATS:
   /// its `CommandRecord`), for clients waiting on it.
   public static func commandsState(_ id: String) -> String { "commands.state.\(id)" }
+  /// An interactive session's frames (core NATS, `SessionFrame`): client
+  /// to host, and host to client.
+  public static func sessionIn(_ host: String, _ id: String) -> String { "sessions.\(host).\(id).in" }
+  public static func sessionOut(_ host: String, _ id: String) -> String { "sessions.\(host).\(id).out" }
   public static func alerts(_ severity: String, _ host: String) -> String { "alerts.\(severity).\(host)" }
   public static let visualizationUpdates = "visualization.updates"
   // Request/reply (Ingest).

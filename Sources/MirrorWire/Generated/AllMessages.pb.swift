@@ -25,6 +25,7 @@ public let allWireMessageTypes: [any WireMessage.Type] = [
   CommandRecordWithOutput.self,
   ListCommandsRequest.self,
   ListCommandsResponse.self,
+  SessionFrame.self,
   Event.self,
   NetworkAddress.self,
   HardwareAddress.self,

@@ -59,12 +59,16 @@ public struct BuiltinAction: RawRepresentable, Sendable, Hashable, Codable, Cust
   public static let restartService = BuiltinAction(rawValue: 1)
   public static let wakeOnLan = BuiltinAction(rawValue: 2)
   public static let collectNow = BuiltinAction(rawValue: 3)
+  public static let shell = BuiltinAction(rawValue: 4)
+  public static let forward = BuiltinAction(rawValue: 5)
   public var description: String {
     switch rawValue {
     case 0: "BUILTIN_ACTION_NONE"
     case 1: "BUILTIN_ACTION_RESTART_SERVICE"
     case 2: "BUILTIN_ACTION_WAKE_ON_LAN"
     case 3: "BUILTIN_ACTION_COLLECT_NOW"
+    case 4: "BUILTIN_ACTION_SHELL"
+    case 5: "BUILTIN_ACTION_FORWARD"
     default: "BuiltinAction(\(rawValue))"
     }
   }
@@ -76,6 +80,8 @@ public struct BuiltinAction: RawRepresentable, Sendable, Hashable, Codable, Cust
     case 1: try c.encode("BUILTIN_ACTION_RESTART_SERVICE")
     case 2: try c.encode("BUILTIN_ACTION_WAKE_ON_LAN")
     case 3: try c.encode("BUILTIN_ACTION_COLLECT_NOW")
+    case 4: try c.encode("BUILTIN_ACTION_SHELL")
+    case 5: try c.encode("BUILTIN_ACTION_FORWARD")
     default: try c.encode(rawValue)
     }
   }
@@ -91,6 +97,8 @@ public struct BuiltinAction: RawRepresentable, Sendable, Hashable, Codable, Cust
     case "BUILTIN_ACTION_RESTART_SERVICE": self.init(rawValue: 1)
     case "BUILTIN_ACTION_WAKE_ON_LAN": self.init(rawValue: 2)
     case "BUILTIN_ACTION_COLLECT_NOW": self.init(rawValue: 3)
+    case "BUILTIN_ACTION_SHELL": self.init(rawValue: 4)
+    case "BUILTIN_ACTION_FORWARD": self.init(rawValue: 5)
     default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a BuiltinAction name")
     }
   }
@@ -103,11 +111,15 @@ public struct OutputChannel: RawRepresentable, Sendable, Hashable, Codable, Cust
   public static let unspecified = OutputChannel(rawValue: 0)
   public static let stdout = OutputChannel(rawValue: 1)
   public static let stderr = OutputChannel(rawValue: 2)
+  public static let input = OutputChannel(rawValue: 3)
+  public static let resize = OutputChannel(rawValue: 4)
   public var description: String {
     switch rawValue {
     case 0: "OUTPUT_CHANNEL_UNSPECIFIED"
     case 1: "OUTPUT_CHANNEL_STDOUT"
     case 2: "OUTPUT_CHANNEL_STDERR"
+    case 3: "OUTPUT_CHANNEL_INPUT"
+    case 4: "OUTPUT_CHANNEL_RESIZE"
     default: "OutputChannel(\(rawValue))"
     }
   }
@@ -118,6 +130,8 @@ public struct OutputChannel: RawRepresentable, Sendable, Hashable, Codable, Cust
     case 0: try c.encode("OUTPUT_CHANNEL_UNSPECIFIED")
     case 1: try c.encode("OUTPUT_CHANNEL_STDOUT")
     case 2: try c.encode("OUTPUT_CHANNEL_STDERR")
+    case 3: try c.encode("OUTPUT_CHANNEL_INPUT")
+    case 4: try c.encode("OUTPUT_CHANNEL_RESIZE")
     default: try c.encode(rawValue)
     }
   }
@@ -132,6 +146,8 @@ public struct OutputChannel: RawRepresentable, Sendable, Hashable, Codable, Cust
     case "OUTPUT_CHANNEL_UNSPECIFIED": self.init(rawValue: 0)
     case "OUTPUT_CHANNEL_STDOUT": self.init(rawValue: 1)
     case "OUTPUT_CHANNEL_STDERR": self.init(rawValue: 2)
+    case "OUTPUT_CHANNEL_INPUT": self.init(rawValue: 3)
+    case "OUTPUT_CHANNEL_RESIZE": self.init(rawValue: 4)
     default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a OutputChannel name")
     }
   }
@@ -206,6 +222,67 @@ public struct CommandState: RawRepresentable, Sendable, Hashable, Codable, Custo
   }
 }
 
+/// `mirrorstage.v1.SessionFrameKind`: an open set, unknown values are kept.
+public struct SessionFrameKind: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+  public var rawValue: Int32
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  public static let unspecified = SessionFrameKind(rawValue: 0)
+  public static let data = SessionFrameKind(rawValue: 1)
+  public static let ready = SessionFrameKind(rawValue: 2)
+  public static let resize = SessionFrameKind(rawValue: 3)
+  public static let open = SessionFrameKind(rawValue: 4)
+  public static let close = SessionFrameKind(rawValue: 5)
+  public static let ack = SessionFrameKind(rawValue: 6)
+  public static let end = SessionFrameKind(rawValue: 7)
+  public var description: String {
+    switch rawValue {
+    case 0: "SESSION_FRAME_KIND_UNSPECIFIED"
+    case 1: "SESSION_FRAME_KIND_DATA"
+    case 2: "SESSION_FRAME_KIND_READY"
+    case 3: "SESSION_FRAME_KIND_RESIZE"
+    case 4: "SESSION_FRAME_KIND_OPEN"
+    case 5: "SESSION_FRAME_KIND_CLOSE"
+    case 6: "SESSION_FRAME_KIND_ACK"
+    case 7: "SESSION_FRAME_KIND_END"
+    default: "SessionFrameKind(\(rawValue))"
+    }
+  }
+  /// JSON as in protobuf's JSON mapping: the value's name, or its number when unknown.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch rawValue {
+    case 0: try c.encode("SESSION_FRAME_KIND_UNSPECIFIED")
+    case 1: try c.encode("SESSION_FRAME_KIND_DATA")
+    case 2: try c.encode("SESSION_FRAME_KIND_READY")
+    case 3: try c.encode("SESSION_FRAME_KIND_RESIZE")
+    case 4: try c.encode("SESSION_FRAME_KIND_OPEN")
+    case 5: try c.encode("SESSION_FRAME_KIND_CLOSE")
+    case 6: try c.encode("SESSION_FRAME_KIND_ACK")
+    case 7: try c.encode("SESSION_FRAME_KIND_END")
+    default: try c.encode(rawValue)
+    }
+  }
+  /// Accepts the value's name or its number.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let n = try? c.decode(Int32.self) {
+      self.init(rawValue: n)
+      return
+    }
+    switch try c.decode(String.self) {
+    case "SESSION_FRAME_KIND_UNSPECIFIED": self.init(rawValue: 0)
+    case "SESSION_FRAME_KIND_DATA": self.init(rawValue: 1)
+    case "SESSION_FRAME_KIND_READY": self.init(rawValue: 2)
+    case "SESSION_FRAME_KIND_RESIZE": self.init(rawValue: 3)
+    case "SESSION_FRAME_KIND_OPEN": self.init(rawValue: 4)
+    case "SESSION_FRAME_KIND_CLOSE": self.init(rawValue: 5)
+    case "SESSION_FRAME_KIND_ACK": self.init(rawValue: 6)
+    case "SESSION_FRAME_KIND_END": self.init(rawValue: 7)
+    default: throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a SessionFrameKind name")
+    }
+  }
+}
+
 /// `mirrorstage.v1.CommandTarget`.
 public struct CommandTarget: WireMessage {
   public static let fullName = "mirrorstage.v1.CommandTarget"
@@ -262,13 +339,23 @@ public struct CommandAction: WireMessage {
   public var service: String
   public var mac: String
   public var broadcastAddress: String
-  public init(argv: [String] = [], shell: Bool = false, builtin: BuiltinAction = BuiltinAction(rawValue: 0), service: String = "", mac: String = "", broadcastAddress: String = "") {
+  public var sessionTokenSha256: [UInt8]
+  public var forwardAddress: String
+  public var forwardPort: UInt32
+  public var cols: UInt32
+  public var rows: UInt32
+  public init(argv: [String] = [], shell: Bool = false, builtin: BuiltinAction = BuiltinAction(rawValue: 0), service: String = "", mac: String = "", broadcastAddress: String = "", sessionTokenSha256: [UInt8] = [], forwardAddress: String = "", forwardPort: UInt32 = 0, cols: UInt32 = 0, rows: UInt32 = 0) {
     self.argv = argv
     self.shell = shell
     self.builtin = builtin
     self.service = service
     self.mac = mac
     self.broadcastAddress = broadcastAddress
+    self.sessionTokenSha256 = sessionTokenSha256
+    self.forwardAddress = forwardAddress
+    self.forwardPort = forwardPort
+    self.cols = cols
+    self.rows = rows
   }
 }
 
@@ -291,6 +378,11 @@ extension CommandAction: CBridged {
     self.service = wireString(m.service)
     self.mac = wireString(m.mac)
     self.broadcastAddress = wireString(m.broadcast_address)
+    self.sessionTokenSha256 = wireBytes(m.session_token_sha256)
+    self.forwardAddress = wireString(m.forward_address)
+    self.forwardPort = m.forward_port
+    self.cols = m.cols
+    self.rows = m.rows
   }
 
   func cValue(_ a: CArena) -> Mirrorstage__V1__CommandAction {
@@ -303,6 +395,11 @@ extension CommandAction: CBridged {
     m.service = a.string(service)
     m.mac = a.string(mac)
     m.broadcast_address = a.string(broadcastAddress)
+    m.session_token_sha256 = a.bytes(sessionTokenSha256)
+    m.forward_address = a.string(forwardAddress)
+    m.forward_port = forwardPort
+    m.cols = cols
+    m.rows = rows
     return m
   }
 }
@@ -955,6 +1052,80 @@ extension ListCommandsResponse: CBridged {
     mirrorstage__v1__list_commands_response__init(&m)
     m.n_commands = commands.count
     m.commands = a.array(commands) { Optional(a.store($0.cValue(a))) }
+    return m
+  }
+}
+
+/// `mirrorstage.v1.SessionFrame`.
+public struct SessionFrame: WireMessage {
+  public static let fullName = "mirrorstage.v1.SessionFrame"
+  public var kind: SessionFrameKind
+  public var sequence: UInt64
+  public var data: [UInt8]
+  public var token: [UInt8]
+  public var cols: UInt32
+  public var rows: UInt32
+  public var stream: UInt32
+  public var acked: UInt64
+  public var exitCode: Int32?
+  public var reason: String
+  public init(kind: SessionFrameKind = SessionFrameKind(rawValue: 0), sequence: UInt64 = 0, data: [UInt8] = [], token: [UInt8] = [], cols: UInt32 = 0, rows: UInt32 = 0, stream: UInt32 = 0, acked: UInt64 = 0, exitCode: Int32? = nil, reason: String = "") {
+    self.kind = kind
+    self.sequence = sequence
+    self.data = data
+    self.token = token
+    self.cols = cols
+    self.rows = rows
+    self.stream = stream
+    self.acked = acked
+    self.exitCode = exitCode
+    self.reason = reason
+  }
+}
+
+extension SessionFrame: CBridged {
+  typealias CStruct = Mirrorstage__V1__SessionFrame
+  static func cPackedSize(_ p: UnsafePointer<Mirrorstage__V1__SessionFrame>) -> Int { mirrorstage__v1__session_frame__get_packed_size(p) }
+  static func cPack(_ p: UnsafePointer<Mirrorstage__V1__SessionFrame>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mirrorstage__v1__session_frame__pack(p, out) }
+  static func cUnpack(
+    _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ data: UnsafePointer<UInt8>?
+  ) -> UnsafeMutablePointer<Mirrorstage__V1__SessionFrame>? { mirrorstage__v1__session_frame__unpack(allocator, n, data) }
+  public func encode() -> [UInt8] { cEncode() }
+  public init(decoding bytes: [UInt8], limit: Int) throws(WireError) {
+    self = try Self.cDecode(bytes, limit: limit)
+  }
+
+  init(c m: Mirrorstage__V1__SessionFrame) {
+    self.kind = SessionFrameKind(rawValue: wireEnumRaw(m.kind))
+    self.sequence = m.sequence
+    self.data = wireBytes(m.data)
+    self.token = wireBytes(m.token)
+    self.cols = m.cols
+    self.rows = m.rows
+    self.stream = m.stream
+    self.acked = m.acked
+    self.exitCode = m.exit_code.map { $0.pointee.value }
+    self.reason = wireString(m.reason)
+  }
+
+  func cValue(_ a: CArena) -> Mirrorstage__V1__SessionFrame {
+    var m = Mirrorstage__V1__SessionFrame()
+    mirrorstage__v1__session_frame__init(&m)
+    m.kind = wireCEnum(kind.rawValue)
+    m.sequence = sequence
+    m.data = a.bytes(data)
+    m.token = a.bytes(token)
+    m.cols = cols
+    m.rows = rows
+    m.stream = stream
+    m.acked = acked
+    if let v = exitCode {
+      let w = a.allocate(Google__Protobuf__Int32Value.self)
+      google__protobuf__int32_value__init(w)
+      w.pointee.value = v
+      m.exit_code = w
+    }
+    m.reason = a.string(reason)
     return m
   }
 }

@@ -56,6 +56,41 @@ public struct CommandExecutor: Sendable {
     case .collectNow:
       guard policy.builtins.contains("collect_now") else { return .failure(notAllowed("collect_now")) }
       return .success([])
+    case .shell:
+      guard policy.sessions.shell else {
+        return .failure(Rejection(code: .notAllowed, message: "the local policy does not allow interactive shells"))
+      }
+      guard action.sessionTokenSha256.count == 32 else {
+        return .failure(Rejection(code: .malformed, message: "a session without its token's SHA-256"))
+      }
+      // A session of its own with the PTY as its controlling terminal
+      // (util-linux setsid -c), so Ctrl-C and job control work. No
+      // bubblewrap: a sandboxed login shell is not what a shell is for.
+      guard let setsid = Programs.find("setsid") else {
+        return .failure(Rejection(code: .notAllowed, message: "setsid (util-linux) is not installed"))
+      }
+      let shell =
+        policy.sessions.shellProgram
+        ?? (FileManager.default.isExecutableFile(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh")
+      var argv = [shell, "-l"]
+      if let user = policy.runAs, isRoot, let runuser = Programs.find("runuser") {
+        argv = [runuser, "-l", user, "-s", shell]
+      }
+      return .success([setsid, "-c"] + argv)
+    case .forward:
+      guard (1...65535).contains(action.forwardPort), !action.forwardAddress.isEmpty else {
+        return .failure(Rejection(code: .malformed, message: "a forward needs an address and a port"))
+      }
+      guard action.sessionTokenSha256.count == 32 else {
+        return .failure(Rejection(code: .malformed, message: "a session without its token's SHA-256"))
+      }
+      guard policy.sessions.allowsForward(address: action.forwardAddress, port: action.forwardPort) else {
+        return .failure(
+          Rejection(
+            code: .notAllowed,
+            message: "the local policy does not allow forwarding to \(action.forwardAddress):\(action.forwardPort)"))
+      }
+      return .success([])
     default:
       return .failure(Rejection(code: .notAllowed, message: "unknown built-in action \(action.builtin.rawValue)"))
     }

@@ -21,6 +21,13 @@ import Yams
 /// sandbox: bubblewrap           # or none
 /// output_limit: 1048576         # bytes, then `truncated`
 /// timeout_max: 10m              # longest timeout a dispatch may ask for
+/// sessions:                     # interactive sessions (off by default)
+///   shell: false                # mirrorctl shell / the console's terminal
+///   shell_program: /bin/bash    # default: bash if present, else sh
+///   forward: ["127.0.0.1:8080", "localhost:*"]   # address:port patterns
+///   idle_timeout: 15m           # no input or output for this long: hang up
+///   max_duration: 8h            # the longest a session may ask for
+///   record_limit: 16777216      # bytes of recording, then `truncated`
 /// ```
 public struct CommandPolicy: Sendable, Hashable {
   public var allowShell = false
@@ -31,6 +38,24 @@ public struct CommandPolicy: Sendable, Hashable {
   public var sandbox = false
   public var outputLimit = 1 << 20
   public var timeoutMax: Duration = .seconds(600)
+  public var sessions = SessionPolicy()
+
+  /// Interactive sessions: a shell on a PTY, TCP forwards.
+  public struct SessionPolicy: Sendable, Hashable {
+    public var shell = false
+    public var shellProgram: String?
+    public var forward: [String] = []
+    public var idleTimeout: Duration = .seconds(900)
+    public var maxDuration: Duration = .seconds(8 * 3600)
+    public var recordLimit = 16 << 20
+
+    public init() {}
+
+    /// Whether a forward may reach address:port.
+    public func allowsForward(address: String, port: UInt32) -> Bool {
+      forward.contains { fnmatch($0, "\(address):\(port)", 0) == 0 }
+    }
+  }
 
   public init() {}
 
@@ -83,17 +108,54 @@ public struct CommandPolicy: Sendable, Hashable {
         guard let n = value as? Int, n > 0 else { throw fail(key, "must be a positive number of bytes") }
         p.outputLimit = n
       case "timeout_max":
-        guard let d = ConfigValues(overrides: ["t": "\(value)"]).string("t"),
-          let parsed = try? ConfigValues(overrides: ["t": d]).duration("t", default: .zero), parsed > .zero
-        else {
-          throw fail(key, "must be a duration such as 10m")
-        }
-        p.timeoutMax = parsed
+        p.timeoutMax = try duration(value, key, source: path)
+      case "sessions":
+        p.sessions = try sessionPolicy(value, fail)
       default:
         throw fail(key, "unknown setting")
       }
     }
     return p
+  }
+
+  private static func duration(_ value: Any, _ key: String, source: String = "") throws -> Duration {
+    guard let d = ConfigValues(overrides: ["t": "\(value)"]).string("t"),
+      let parsed = try? ConfigValues(overrides: ["t": d]).duration("t", default: .zero), parsed > .zero
+    else {
+      throw ConfigError(key: "policy.\(key)", problem: "must be a duration such as 10m", source: source)
+    }
+    return parsed
+  }
+
+  private static func sessionPolicy(_ value: Any, _ fail: (String, String) -> ConfigError) throws -> SessionPolicy {
+    guard let map = value as? [String: Any] else { throw fail("sessions", "must be a map") }
+    var s = SessionPolicy()
+    for (key, value) in map {
+      let name = "sessions.\(key)"
+      switch key {
+      case "shell":
+        guard let b = value as? Bool else { throw fail(name, "must be true or false") }
+        s.shell = b
+      case "shell_program":
+        guard let path = value as? String, path.hasPrefix("/") else { throw fail(name, "must be an absolute path") }
+        s.shellProgram = path
+      case "forward":
+        guard let list = value as? [String], list.allSatisfy({ $0.contains(":") }) else {
+          throw fail(name, "must be a list of address:port patterns")
+        }
+        s.forward = list
+      case "idle_timeout":
+        do { s.idleTimeout = try duration(value, name) } catch { throw fail(name, "must be a duration such as 15m") }
+      case "max_duration":
+        do { s.maxDuration = try duration(value, name) } catch { throw fail(name, "must be a duration such as 8h") }
+      case "record_limit":
+        guard let n = value as? Int, n >= 0 else { throw fail(name, "must be a number of bytes") }
+        s.recordLimit = n
+      default:
+        throw fail(name, "unknown setting")
+      }
+    }
+    return s
   }
 
   /// Whether argv matches one of the allowed patterns.

@@ -19,6 +19,9 @@ public final class CommandService: Service, Sendable {
   private let logger: Logger
   private let rejected = Counter(label: "reflector_commands_rejected_total")
   private let executed = Counter(label: "reflector_commands_run_total")
+  private let lostChunks = Counter(label: "reflector_command_output_lost_total")
+  private let sessions = InFlight()
+  static let maxSessions = 8
 
   public init(host: String, bus: BusService, verifier: DispatchVerifier, executor: CommandExecutor, logger: Logger) {
     self.host = host
@@ -38,15 +41,13 @@ public final class CommandService: Service, Sendable {
         stream: Streams.commands.name, config, every: .seconds(2), logger: logger)
     else { return }
     logger.info("accepting commands", metadata: ["subject": "\(Subjects.commandsDispatch(host))"])
-    let inFlight = InFlight()
+    let slots = Slots(4)
     await cancelWhenGracefulShutdown {
       await withTaskGroup(of: Void.self) { group in
         while !Task.isCancelled {
-          let room = 4 - inFlight.count
-          guard room > 0 else {
-            try? await Task.sleep(for: .milliseconds(20))
-            continue
-          }
+          // Woken by a command that finishes, not by a timer.
+          let room = await slots.room()
+          guard room > 0 else { continue }
           // A long poll: the server answers as soon as a dispatch arrives,
           // and an idle agent asks once every 30 s, not every second. On
           // shutdown the subscription is closed, which ends the wait.
@@ -59,14 +60,17 @@ public final class CommandService: Service, Sendable {
             }
           } catch {
             // NATS away (or closed on shutdown): do not spin.
-            if !Task.isCancelled { try? await Task.sleep(for: .milliseconds(500)) }
+            if !Task.isCancelled {
+              self.logger.warning("cannot fetch dispatches", metadata: ["error": "\(error)"])
+              try? await Task.sleep(for: .milliseconds(500))
+            }
             continue
           }
           for m in messages {
-            inFlight.add(1)
+            let slot = slots.take()
             group.addTask {
-              await self.handle(m, connection: connection)
-              inFlight.add(-1)
+              await self.handle(m, connection: connection, slot: slot)
+              slot.release()
             }
           }
         }
@@ -75,7 +79,9 @@ public final class CommandService: Service, Sendable {
     }
   }
 
-  func handle(_ message: JetStreamMessage, connection: BusConnection) async {
+  /// `slot`: released early by a session (sessions do not hold one of
+  /// the four command slots; at most `maxSessions` run at once).
+  func handle(_ message: JetStreamMessage, connection: BusConnection, slot: Slot? = nil) async {
     let now = Date().unixMilliseconds
     switch verifier.verify(message.payload, nowUnixMs: now) {
     case .failure(let rejection):
@@ -105,7 +111,28 @@ public final class CommandService: Service, Sendable {
             reason: rejection.description), connection: connection)
         try? message.ack()
       case .success(let argv):
+        let action = body.action ?? CommandAction()
+        let isSession = action.builtin == .shell || action.builtin == .forward
+        if isSession {
+          guard sessions.add(1) <= Self.maxSessions else {
+            sessions.add(-1)
+            rejected.increment()
+            log.warning("session refused: too many at once")
+            await publishResult(
+              CommandResult(
+                commandId: body.commandId, host: host, state: .rejected, startedAtUnixMs: now,
+                finishedAtUnixMs: now, reason: "not_allowed: \(Self.maxSessions) sessions are open already"),
+              connection: connection)
+            try? message.ack()
+            return
+          }
+          slot?.release()
+        }
+        defer { if isSession { sessions.add(-1) } }
         executed.increment()
+        // At most once: from here a redelivery (a crash, a long silent
+        // run past the ack wait) must not run it again.
+        try? message.ack()
         log.info("running", metadata: ["argv": "\(argv)", "requester": "\(body.requester)"])
         // Tell the router it started (its timeout counts from here).
         await publishResult(
@@ -114,10 +141,9 @@ public final class CommandService: Service, Sendable {
         let result = await run(body, argv: argv, message: message, connection: connection)
         await publishResult(result, connection: connection)
         log.info("finished", metadata: ["state": "\(result.state)", "reason": "\(result.reason)"])
-        if result.state == .failed || result.state == .timedOut {
+        if !isSession, result.state == .failed || result.state == .timedOut {
           await announceFailure(result, argv: argv, connection: connection)
         }
-        try? message.ack()
       }
     }
   }
@@ -128,25 +154,35 @@ public final class CommandService: Service, Sendable {
   {
     let host = self.host
     let executor = self.executor
+    let logger = self.logger
+    let lostChunks = self.lostChunks
     return await withCheckedContinuation { continuation in
       // Its own thread: the run blocks, and output is published from here
       // with back-pressure.
       Thread.detachNewThread {
         var sequence: UInt64 = 0
-        var lastProgress = ContinuousClock.now
-        let (state, outcome, reason) = executor.execute(body, argv: argv) { channel, data in
+        let output = { (channel: OutputChannel, data: [UInt8]) in
           sequence += 1
           let chunk = CommandOutput(
             commandId: body.commandId, host: host, chunkSequence: sequence, channel: channel, data: data,
             emittedAtUnixMs: Date().unixMilliseconds)
-          _ = try? connection.jetStreamPublishBlocking(
-            Subjects.commandsResult(host), payload: chunk.encode(), headers: BusHeader.describing(CommandOutput.self),
-            msgID: "\(body.commandId):\(host):out:\(sequence)")
-          if ContinuousClock.now - lastProgress > .seconds(20) {
-            try? message.inProgress()
-            lastProgress = .now
+          do {
+            _ = try connection.jetStreamPublishBlocking(
+              Subjects.commandsResult(host), payload: chunk.encode(), headers: BusHeader.describing(CommandOutput.self),
+              msgID: "\(body.commandId):\(host):out:\(sequence)")
+          } catch {
+            // The result counts the chunk; the router marks the gap.
+            lostChunks.increment()
+            logger.warning(
+              "output chunk not stored", metadata: ["command_id": "\(body.commandId)", "error": "\(error)"])
           }
         }
+        let action = body.action ?? CommandAction()
+        let (state, outcome, reason) =
+          action.builtin == .shell || action.builtin == .forward
+          ? SessionHost(host: host, policy: executor.policy.sessions, connection: connection, logger: logger)
+            .run(body, argv: argv, output: output)
+          : executor.execute(body, argv: argv, output: output)
         continuation.resume(
           returning: CommandResult(
             commandId: body.commandId, host: host, state: state, exitCode: outcome.exitCode, signal: outcome.signal,
@@ -197,9 +233,59 @@ public final class CommandService: Service, Sendable {
   }
 }
 
-/// Commands being run now (at most four at once).
+/// Sessions open now.
 final class InFlight: Sendable {
   private let value = Mutex(0)
-  var count: Int { value.withLock { $0 } }
-  func add(_ n: Int) { value.withLock { $0 += n } }
+  @discardableResult func add(_ n: Int) -> Int {
+    value.withLock {
+      $0 += n; return $0
+    }
+  }
+}
+
+/// The command slots: `room` waits (without a timer) until one is free.
+final class Slots: Sendable {
+  private let state: Mutex<(free: Int, waiter: CheckedContinuation<Void, Never>?)>
+
+  init(_ count: Int) { state = Mutex((count, nil)) }
+
+  /// Free slots, once there is at least one (one waiter: the fetch loop).
+  func room() async -> Int {
+    let free = state.withLock { $0.free }
+    if free > 0 { return free }
+    await withCheckedContinuation { continuation in
+      let now = state.withLock { s -> Bool in
+        if s.free > 0 { return true }
+        s.waiter = continuation
+        return false
+      }
+      if now { continuation.resume() }
+    }
+    return state.withLock { $0.free }
+  }
+
+  func take() -> Slot {
+    state.withLock { $0.free -= 1 }
+    return Slot(self)
+  }
+
+  fileprivate func give() {
+    let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+      s.free += 1
+      defer { s.waiter = nil }
+      return s.waiter
+    }
+    waiter?.resume()
+  }
+}
+
+/// One taken slot; released once, however often `release` is called.
+final class Slot: Sendable {
+  private let slots: Slots
+  private let released = Atomic<Bool>(false)
+  init(_ slots: Slots) { self.slots = slots }
+  func release() {
+    guard !released.exchange(true, ordering: .relaxed) else { return }
+    slots.give()
+  }
 }

@@ -50,30 +50,8 @@ public enum ProcessRunner {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
     posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    // A process group of its own, so a timeout can kill the whole tree;
-    // default signal handling and an empty mask in the child.
-    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    posix_spawnattr_setpgroup(&attr, 0)
-    var empty = sigset_t()
-    sigemptyset(&empty)
-    posix_spawnattr_setsigmask(&attr, &empty)
-    var all = sigset_t()
-    sigfillset(&all)
-    sigdelset(&all, SIGKILL)
-    sigdelset(&all, SIGSTOP)
-    posix_spawnattr_setsigdefault(&attr, &all)
-
-    var cArgs = argv.map { strdup($0) } + [nil]
-    var cEnv = environment.map { strdup($0) } + [nil]
-    defer {
-      cArgs.forEach { free($0) }
-      cEnv.forEach { free($0) }
-    }
     var pid: pid_t = 0
-    let rc = posix_spawnp(&pid, argv[0], &actions, &attr, &cArgs, &cEnv)
+    let rc = spawn(&pid, argv: argv, environment: environment, actions: &actions, newGroup: true)
     close(outPipe[1])
     close(errPipe[1])
     guard rc == 0 else {
@@ -175,5 +153,34 @@ public enum ProcessRunner {
       outcome.signal = status & 0x7f
     }
     return outcome
+  }
+  /// posix_spawnp with default signal handling and an empty mask in the
+  /// child; `newGroup`: a process group of its own (so a timeout can kill
+  /// the whole tree). Returns 0 or the error number.
+  static func spawn(
+    _ pid: inout pid_t, argv: [String], environment: [String], actions: inout posix_spawn_file_actions_t,
+    newGroup: Bool
+  ) -> Int32 {
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    let flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | (newGroup ? POSIX_SPAWN_SETPGROUP : 0)
+    posix_spawnattr_setflags(&attr, Int16(flags))
+    posix_spawnattr_setpgroup(&attr, 0)
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    posix_spawnattr_setsigmask(&attr, &empty)
+    var all = sigset_t()
+    sigfillset(&all)
+    sigdelset(&all, SIGKILL)
+    sigdelset(&all, SIGSTOP)
+    posix_spawnattr_setsigdefault(&attr, &all)
+    var cArgs = argv.map { strdup($0) } + [nil]
+    var cEnv = environment.map { strdup($0) } + [nil]
+    defer {
+      cArgs.forEach { free($0) }
+      cEnv.forEach { free($0) }
+    }
+    return posix_spawnp(&pid, argv[0], &actions, &attr, &cArgs, &cEnv)
   }
 }

@@ -31,6 +31,7 @@ typedef struct Mirrorstage__V1__GetCommandRequest Mirrorstage__V1__GetCommandReq
 typedef struct Mirrorstage__V1__CommandRecordWithOutput Mirrorstage__V1__CommandRecordWithOutput;
 typedef struct Mirrorstage__V1__ListCommandsRequest Mirrorstage__V1__ListCommandsRequest;
 typedef struct Mirrorstage__V1__ListCommandsResponse Mirrorstage__V1__ListCommandsResponse;
+typedef struct Mirrorstage__V1__SessionFrame Mirrorstage__V1__SessionFrame;
 
 
 /* --- enums --- */
@@ -47,7 +48,15 @@ typedef enum _Mirrorstage__V1__BuiltinAction {
   MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_NONE = 0,
   MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_RESTART_SERVICE = 1,
   MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_WAKE_ON_LAN = 2,
-  MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_COLLECT_NOW = 3
+  MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_COLLECT_NOW = 3,
+  /*
+   * An interactive shell on a PTY (SessionFrame on sessions.<host>.<id>.*).
+   */
+  MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_SHELL = 4,
+  /*
+   * TCP connections to forward_address:forward_port on the host.
+   */
+  MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_FORWARD = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__BUILTIN_ACTION)
 } Mirrorstage__V1__BuiltinAction;
 /*
@@ -56,7 +65,12 @@ typedef enum _Mirrorstage__V1__BuiltinAction {
 typedef enum _Mirrorstage__V1__OutputChannel {
   MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_UNSPECIFIED = 0,
   MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDOUT = 1,
-  MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDERR = 2
+  MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDERR = 2,
+  /*
+   * A session's recording: what the user typed, and a resize ("COLSxROWS").
+   */
+  MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_INPUT = 3,
+  MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_RESIZE = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__OUTPUT_CHANNEL)
 } Mirrorstage__V1__OutputChannel;
 typedef enum _Mirrorstage__V1__CommandState {
@@ -72,6 +86,39 @@ typedef enum _Mirrorstage__V1__CommandState {
   MIRRORSTAGE__V1__COMMAND_STATE__COMMAND_STATE_DENIED = 9
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__COMMAND_STATE)
 } Mirrorstage__V1__CommandState;
+typedef enum _Mirrorstage__V1__SessionFrameKind {
+  MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_UNSPECIFIED = 0,
+  /*
+   * Bytes for the PTY or a forwarded connection (stream).
+   */
+  MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_DATA = 1,
+  /*
+   * host → client: the session is set up; input is read from now on.
+   */
+  MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_READY = 2,
+  /*
+   * client → host: the terminal's new size (cols, rows).
+   */
+  MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_RESIZE = 3,
+  /*
+   * Forward: open a connection (client → host), or it is open (host → client).
+   */
+  MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_OPEN = 4,
+  /*
+   * Forward: a connection closed (either way, with reason).
+   */
+  MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_CLOSE = 5,
+  /*
+   * Forward: flow control, `acked` bytes of the stream were written out.
+   */
+  MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_ACK = 6,
+  /*
+   * The session ends (client → host: hang up; host → client: it ended,
+   * with exit_code or reason).
+   */
+  MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_END = 7
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MIRRORSTAGE__V1__SESSION_FRAME_KIND)
+} Mirrorstage__V1__SessionFrameKind;
 
 /* --- messages --- */
 
@@ -114,10 +161,26 @@ struct  Mirrorstage__V1__CommandAction
    */
   char *mac;
   char *broadcast_address;
+  /*
+   * For BUILTIN_ACTION_SHELL and BUILTIN_ACTION_FORWARD: the SHA-256 of
+   * the token the client's SessionFrames carry (the token itself is never
+   * in the request, the dispatch or the audit trail).
+   */
+  ProtobufCBinaryData session_token_sha256;
+  /*
+   * For BUILTIN_ACTION_FORWARD: where the host connects (its own view).
+   */
+  char *forward_address;
+  uint32_t forward_port;
+  /*
+   * For BUILTIN_ACTION_SHELL: the terminal's size at the start.
+   */
+  uint32_t cols;
+  uint32_t rows;
 };
 #define MIRRORSTAGE__V1__COMMAND_ACTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__command_action__descriptor) \
-    , 0,NULL, 0, MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_NONE, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0,NULL, 0, MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_NONE, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 /*
@@ -350,6 +413,38 @@ struct  Mirrorstage__V1__ListCommandsResponse
 #define MIRRORSTAGE__V1__LIST_COMMANDS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__list_commands_response__descriptor) \
     , 0,NULL }
+
+
+/*
+ * One frame of an interactive session, on core NATS:
+ * sessions.<host>.<command id>.in (client → host) and .out (host → client).
+ */
+struct  Mirrorstage__V1__SessionFrame
+{
+  ProtobufCMessage base;
+  Mirrorstage__V1__SessionFrameKind kind;
+  /*
+   * Per direction, from 1: a gap is a lost frame.
+   */
+  uint64_t sequence;
+  ProtobufCBinaryData data;
+  /*
+   * client → host: the token whose SHA-256 the signed dispatch carries.
+   */
+  ProtobufCBinaryData token;
+  uint32_t cols;
+  uint32_t rows;
+  /*
+   * Forward: which connection (from 1).
+   */
+  uint32_t stream;
+  uint64_t acked;
+  Google__Protobuf__Int32Value *exit_code;
+  char *reason;
+};
+#define MIRRORSTAGE__V1__SESSION_FRAME__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mirrorstage__v1__session_frame__descriptor) \
+    , MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_UNSPECIFIED, 0, {0,NULL}, {0,NULL}, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string }
 
 
 /* Mirrorstage__V1__CommandTarget methods */
@@ -618,6 +713,25 @@ Mirrorstage__V1__ListCommandsResponse *
 void   mirrorstage__v1__list_commands_response__free_unpacked
                      (Mirrorstage__V1__ListCommandsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Mirrorstage__V1__SessionFrame methods */
+void   mirrorstage__v1__session_frame__init
+                     (Mirrorstage__V1__SessionFrame         *message);
+size_t mirrorstage__v1__session_frame__get_packed_size
+                     (const Mirrorstage__V1__SessionFrame   *message);
+size_t mirrorstage__v1__session_frame__pack
+                     (const Mirrorstage__V1__SessionFrame   *message,
+                      uint8_t             *out);
+size_t mirrorstage__v1__session_frame__pack_to_buffer
+                     (const Mirrorstage__V1__SessionFrame   *message,
+                      ProtobufCBuffer     *buffer);
+Mirrorstage__V1__SessionFrame *
+       mirrorstage__v1__session_frame__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mirrorstage__v1__session_frame__free_unpacked
+                     (Mirrorstage__V1__SessionFrame *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Mirrorstage__V1__CommandTarget_Closure)
@@ -662,6 +776,9 @@ typedef void (*Mirrorstage__V1__ListCommandsRequest_Closure)
 typedef void (*Mirrorstage__V1__ListCommandsResponse_Closure)
                  (const Mirrorstage__V1__ListCommandsResponse *message,
                   void *closure_data);
+typedef void (*Mirrorstage__V1__SessionFrame_Closure)
+                 (const Mirrorstage__V1__SessionFrame *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -672,6 +789,7 @@ extern const ProtobufCEnumDescriptor    mirrorstage__v1__target_kind__descriptor
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__builtin_action__descriptor;
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__output_channel__descriptor;
 extern const ProtobufCEnumDescriptor    mirrorstage__v1__command_state__descriptor;
+extern const ProtobufCEnumDescriptor    mirrorstage__v1__session_frame_kind__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__command_target__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__command_action__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__command_request__descriptor;
@@ -686,6 +804,7 @@ extern const ProtobufCMessageDescriptor mirrorstage__v1__get_command_request__de
 extern const ProtobufCMessageDescriptor mirrorstage__v1__command_record_with_output__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__list_commands_request__descriptor;
 extern const ProtobufCMessageDescriptor mirrorstage__v1__list_commands_response__descriptor;
+extern const ProtobufCMessageDescriptor mirrorstage__v1__session_frame__descriptor;
 
 PROTOBUF_C__END_DECLS
 

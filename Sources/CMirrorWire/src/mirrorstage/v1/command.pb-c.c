@@ -637,6 +637,51 @@ void   mirrorstage__v1__list_commands_response__free_unpacked
   assert(message->base.descriptor == &mirrorstage__v1__list_commands_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mirrorstage__v1__session_frame__init
+                     (Mirrorstage__V1__SessionFrame         *message)
+{
+  static const Mirrorstage__V1__SessionFrame init_value = MIRRORSTAGE__V1__SESSION_FRAME__INIT;
+  *message = init_value;
+}
+size_t mirrorstage__v1__session_frame__get_packed_size
+                     (const Mirrorstage__V1__SessionFrame *message)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__session_frame__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mirrorstage__v1__session_frame__pack
+                     (const Mirrorstage__V1__SessionFrame *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__session_frame__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mirrorstage__v1__session_frame__pack_to_buffer
+                     (const Mirrorstage__V1__SessionFrame *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mirrorstage__v1__session_frame__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mirrorstage__V1__SessionFrame *
+       mirrorstage__v1__session_frame__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mirrorstage__V1__SessionFrame *)
+     protobuf_c_message_unpack (&mirrorstage__v1__session_frame__descriptor,
+                                allocator, len, data);
+}
+void   mirrorstage__v1__session_frame__free_unpacked
+                     (Mirrorstage__V1__SessionFrame *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mirrorstage__v1__session_frame__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor mirrorstage__v1__command_target__field_descriptors[4] =
 {
   {
@@ -714,7 +759,7 @@ const ProtobufCMessageDescriptor mirrorstage__v1__command_target__descriptor =
   (ProtobufCMessageInit) mirrorstage__v1__command_target__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mirrorstage__v1__command_action__field_descriptors[6] =
+static const ProtobufCFieldDescriptor mirrorstage__v1__command_action__field_descriptors[11] =
 {
   {
     "argv",
@@ -788,19 +833,84 @@ static const ProtobufCFieldDescriptor mirrorstage__v1__command_action__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "session_token_sha256",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandAction, session_token_sha256),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "forward_address",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandAction, forward_address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "forward_port",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandAction, forward_port),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cols",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandAction, cols),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__CommandAction, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mirrorstage__v1__command_action__field_indices_by_name[] = {
   0,   /* field[0] = argv */
   5,   /* field[5] = broadcast_address */
   2,   /* field[2] = builtin */
+  9,   /* field[9] = cols */
+  7,   /* field[7] = forward_address */
+  8,   /* field[8] = forward_port */
   4,   /* field[4] = mac */
+  10,   /* field[10] = rows */
   3,   /* field[3] = service */
+  6,   /* field[6] = session_token_sha256 */
   1,   /* field[1] = shell */
 };
 static const ProtobufCIntRange mirrorstage__v1__command_action__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor mirrorstage__v1__command_action__descriptor =
 {
@@ -810,7 +920,7 @@ const ProtobufCMessageDescriptor mirrorstage__v1__command_action__descriptor =
   "Mirrorstage__V1__CommandAction",
   "mirrorstage.v1",
   sizeof(Mirrorstage__V1__CommandAction),
-  6,
+  11,
   mirrorstage__v1__command_action__field_descriptors,
   mirrorstage__v1__command_action__field_indices_by_name,
   1,  mirrorstage__v1__command_action__number_ranges,
@@ -2027,6 +2137,161 @@ const ProtobufCMessageDescriptor mirrorstage__v1__list_commands_response__descri
   (ProtobufCMessageInit) mirrorstage__v1__list_commands_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor mirrorstage__v1__session_frame__field_descriptors[10] =
+{
+  {
+    "kind",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, kind),
+    &mirrorstage__v1__session_frame_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequence",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "data",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, data),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "token",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, token),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cols",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, cols),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stream",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, stream),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "acked",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, acked),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exit_code",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, exit_code),
+    &google__protobuf__int32_value__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mirrorstage__V1__SessionFrame, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mirrorstage__v1__session_frame__field_indices_by_name[] = {
+  7,   /* field[7] = acked */
+  4,   /* field[4] = cols */
+  2,   /* field[2] = data */
+  8,   /* field[8] = exit_code */
+  0,   /* field[0] = kind */
+  9,   /* field[9] = reason */
+  5,   /* field[5] = rows */
+  1,   /* field[1] = sequence */
+  6,   /* field[6] = stream */
+  3,   /* field[3] = token */
+};
+static const ProtobufCIntRange mirrorstage__v1__session_frame__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 10 }
+};
+const ProtobufCMessageDescriptor mirrorstage__v1__session_frame__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.SessionFrame",
+  "SessionFrame",
+  "Mirrorstage__V1__SessionFrame",
+  "mirrorstage.v1",
+  sizeof(Mirrorstage__V1__SessionFrame),
+  10,
+  mirrorstage__v1__session_frame__field_descriptors,
+  mirrorstage__v1__session_frame__field_indices_by_name,
+  1,  mirrorstage__v1__session_frame__number_ranges,
+  (ProtobufCMessageInit) mirrorstage__v1__session_frame__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue mirrorstage__v1__target_kind__enum_values_by_number[5] =
 {
   { "TARGET_KIND_UNSPECIFIED", "MIRRORSTAGE__V1__TARGET_KIND__TARGET_KIND_UNSPECIFIED", 0 },
@@ -2061,21 +2326,25 @@ const ProtobufCEnumDescriptor mirrorstage__v1__target_kind__descriptor =
   mirrorstage__v1__target_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue mirrorstage__v1__builtin_action__enum_values_by_number[4] =
+static const ProtobufCEnumValue mirrorstage__v1__builtin_action__enum_values_by_number[6] =
 {
   { "BUILTIN_ACTION_NONE", "MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_NONE", 0 },
   { "BUILTIN_ACTION_RESTART_SERVICE", "MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_RESTART_SERVICE", 1 },
   { "BUILTIN_ACTION_WAKE_ON_LAN", "MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_WAKE_ON_LAN", 2 },
   { "BUILTIN_ACTION_COLLECT_NOW", "MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_COLLECT_NOW", 3 },
+  { "BUILTIN_ACTION_SHELL", "MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_SHELL", 4 },
+  { "BUILTIN_ACTION_FORWARD", "MIRRORSTAGE__V1__BUILTIN_ACTION__BUILTIN_ACTION_FORWARD", 5 },
 };
 static const ProtobufCIntRange mirrorstage__v1__builtin_action__value_ranges[] = {
-{0, 0},{0, 4}
+{0, 0},{0, 6}
 };
-static const ProtobufCEnumValueIndex mirrorstage__v1__builtin_action__enum_values_by_name[4] =
+static const ProtobufCEnumValueIndex mirrorstage__v1__builtin_action__enum_values_by_name[6] =
 {
   { "BUILTIN_ACTION_COLLECT_NOW", 3 },
+  { "BUILTIN_ACTION_FORWARD", 5 },
   { "BUILTIN_ACTION_NONE", 0 },
   { "BUILTIN_ACTION_RESTART_SERVICE", 1 },
+  { "BUILTIN_ACTION_SHELL", 4 },
   { "BUILTIN_ACTION_WAKE_ON_LAN", 2 },
 };
 const ProtobufCEnumDescriptor mirrorstage__v1__builtin_action__descriptor =
@@ -2085,25 +2354,29 @@ const ProtobufCEnumDescriptor mirrorstage__v1__builtin_action__descriptor =
   "BuiltinAction",
   "Mirrorstage__V1__BuiltinAction",
   "mirrorstage.v1",
-  4,
+  6,
   mirrorstage__v1__builtin_action__enum_values_by_number,
-  4,
+  6,
   mirrorstage__v1__builtin_action__enum_values_by_name,
   1,
   mirrorstage__v1__builtin_action__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue mirrorstage__v1__output_channel__enum_values_by_number[3] =
+static const ProtobufCEnumValue mirrorstage__v1__output_channel__enum_values_by_number[5] =
 {
   { "OUTPUT_CHANNEL_UNSPECIFIED", "MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_UNSPECIFIED", 0 },
   { "OUTPUT_CHANNEL_STDOUT", "MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDOUT", 1 },
   { "OUTPUT_CHANNEL_STDERR", "MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_STDERR", 2 },
+  { "OUTPUT_CHANNEL_INPUT", "MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_INPUT", 3 },
+  { "OUTPUT_CHANNEL_RESIZE", "MIRRORSTAGE__V1__OUTPUT_CHANNEL__OUTPUT_CHANNEL_RESIZE", 4 },
 };
 static const ProtobufCIntRange mirrorstage__v1__output_channel__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{0, 5}
 };
-static const ProtobufCEnumValueIndex mirrorstage__v1__output_channel__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex mirrorstage__v1__output_channel__enum_values_by_name[5] =
 {
+  { "OUTPUT_CHANNEL_INPUT", 3 },
+  { "OUTPUT_CHANNEL_RESIZE", 4 },
   { "OUTPUT_CHANNEL_STDERR", 2 },
   { "OUTPUT_CHANNEL_STDOUT", 1 },
   { "OUTPUT_CHANNEL_UNSPECIFIED", 0 },
@@ -2115,9 +2388,9 @@ const ProtobufCEnumDescriptor mirrorstage__v1__output_channel__descriptor =
   "OutputChannel",
   "Mirrorstage__V1__OutputChannel",
   "mirrorstage.v1",
-  3,
+  5,
   mirrorstage__v1__output_channel__enum_values_by_number,
-  3,
+  5,
   mirrorstage__v1__output_channel__enum_values_by_name,
   1,
   mirrorstage__v1__output_channel__value_ranges,
@@ -2165,5 +2438,45 @@ const ProtobufCEnumDescriptor mirrorstage__v1__command_state__descriptor =
   mirrorstage__v1__command_state__enum_values_by_name,
   1,
   mirrorstage__v1__command_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue mirrorstage__v1__session_frame_kind__enum_values_by_number[8] =
+{
+  { "SESSION_FRAME_KIND_UNSPECIFIED", "MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_UNSPECIFIED", 0 },
+  { "SESSION_FRAME_KIND_DATA", "MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_DATA", 1 },
+  { "SESSION_FRAME_KIND_READY", "MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_READY", 2 },
+  { "SESSION_FRAME_KIND_RESIZE", "MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_RESIZE", 3 },
+  { "SESSION_FRAME_KIND_OPEN", "MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_OPEN", 4 },
+  { "SESSION_FRAME_KIND_CLOSE", "MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_CLOSE", 5 },
+  { "SESSION_FRAME_KIND_ACK", "MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_ACK", 6 },
+  { "SESSION_FRAME_KIND_END", "MIRRORSTAGE__V1__SESSION_FRAME_KIND__SESSION_FRAME_KIND_END", 7 },
+};
+static const ProtobufCIntRange mirrorstage__v1__session_frame_kind__value_ranges[] = {
+{0, 0},{0, 8}
+};
+static const ProtobufCEnumValueIndex mirrorstage__v1__session_frame_kind__enum_values_by_name[8] =
+{
+  { "SESSION_FRAME_KIND_ACK", 6 },
+  { "SESSION_FRAME_KIND_CLOSE", 5 },
+  { "SESSION_FRAME_KIND_DATA", 1 },
+  { "SESSION_FRAME_KIND_END", 7 },
+  { "SESSION_FRAME_KIND_OPEN", 4 },
+  { "SESSION_FRAME_KIND_READY", 2 },
+  { "SESSION_FRAME_KIND_RESIZE", 3 },
+  { "SESSION_FRAME_KIND_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor mirrorstage__v1__session_frame_kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "mirrorstage.v1.SessionFrameKind",
+  "SessionFrameKind",
+  "Mirrorstage__V1__SessionFrameKind",
+  "mirrorstage.v1",
+  8,
+  mirrorstage__v1__session_frame_kind__enum_values_by_number,
+  8,
+  mirrorstage__v1__session_frame_kind__enum_values_by_name,
+  1,
+  mirrorstage__v1__session_frame_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
