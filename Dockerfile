@@ -18,7 +18,7 @@ RUN mkdir -p /out/bin /out/share && for p in ingest command-router notifier twin
 
 FROM docker.io/library/debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      libnats3.4 libpq5 libprotobuf-c1 libcurl4 ca-certificates qrencode libjs-dygraphs libjs-three \
+      libnats3.4 libpq5 libprotobuf-c1 libcurl4 ca-certificates qrencode libjs-dygraphs libjs-three libjs-term.js \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/bin/ /usr/local/bin/
 # The console's front end (console.static-dir); its browser libraries come

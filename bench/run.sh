@@ -416,8 +416,16 @@ if [[ $what == exec || $what == all ]]; then
   # own) against `ssh 127.0.0.1 echo hi` (Debian's openssh-server on a port
   # of its own, key authentication): a long-lived client (CommandRun, as
   # mirrorctl exec waits), a fresh mirrorctl process each time, and ssh.
+  # Then a keystroke's echo in an interactive shell (ours, and ssh -tt),
+  # and one command to 1,000 simulated hosts.
   scripts/deps.sh bench >/dev/null
   ingest_stack exec ingest command-router reflector mirrorctl
+  # The usual policy, its sessions (if any) replaced by shells of /bin/sh
+  # (for the echo measurement).
+  {
+    awk '/^sessions:/ { skip = 1; next } skip && /^[ \t]/ { next } { skip = 0; print }' config/commands-policy.yaml
+    printf 'sessions:\n  shell: true\n  shell_program: /bin/sh\n'
+  } >"$work/policy.yaml"
   "$rel/mirrorctl" keys gen --out "$work/router" >/dev/null
   "$rel/mirrorctl" keys gen --out "$work/op" >/dev/null
   "$rel/command-router" --nats-url "$nats" --database-url "$db" --http "127.0.0.1:$(free_port)" --log-level error \
@@ -425,7 +433,7 @@ if [[ $what == exec || $what == all ]]; then
   router_pid=$!
   "$rel/reflector" --nats-url "$nats" --http "127.0.0.1:$(free_port)" --log-level error --set reflector.host=bench-host \
     --set reflector.spool-dir="$work/spool" --set commands.router-key="$work/router.pub" \
-    --set commands.policy="$PWD/config/commands-policy.yaml" >"$work/reflector.log" 2>&1 &
+    --set commands.policy="$work/policy.yaml" >"$work/reflector.log" 2>&1 &
   reflector_pid=$!
   # The reflector registered (through ingest) before the first command.
   for _ in $(seq 60); do
@@ -460,7 +468,6 @@ if [[ $what == exec || $what == all ]]; then
       "$(id -un)@127.0.0.1" echo hi >/dev/null
     sshs+=($(( ($(date +%s%N) - t0) / 1000 )))
   done
-  kill "$sshd_pid" "$reflector_pid" "$router_pid" 2>/dev/null || true
   python3 - "${fresh[*]}" "${sshs[*]}" "$work/long.txt" <<'PY'
 import sys
 long_p50 = next(float(l.split()[1]) for l in open(sys.argv[3]) if l.startswith("exec.long_lived.p50_ms"))
@@ -474,6 +481,79 @@ print(f"ssh.p99_ms {pct(ssh, .99):.1f}")
 print(f"ratio.ssh_p50_over_long_lived_p50 {pct(ssh, .5) / long_p50:.1f}  (goal >= 20)")
 print(f"ratio.ssh_p50_over_fresh_mirrorctl_p50 {pct(ssh, .5) / pct(fresh, .5):.1f}")
 PY
+  # A keystroke's echo: one byte into an interactive shell (/bin/sh on a
+  # PTY) until the PTY's echo of it is back; ours over NATS, then ssh -tt.
+  echoes=${BENCH_ECHO_SAMPLES:-200}
+  { "$bin" shell-echo "$nats" "$work/op.key" bench bench-host "$echoes" || echo "shell.echo skipped  (exit $?)"; } |
+    tee "$work/shell.txt"
+  python3 - "$sp" "$work/ssh_user" "$(id -un)" "$echoes" "$work/shell.txt" <<'PY' || echo "ssh.echo skipped  (exit $?)"
+import os, select, subprocess, sys, time
+port, key, user, count, ours = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+p = subprocess.Popen(
+    ["ssh", "-tt", "-q", "-p", port, "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+     "-o", "BatchMode=yes", f"{user}@127.0.0.1", "/bin/sh"],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+out, inp = p.stdout.fileno(), p.stdin.fileno()
+def skip(why):
+    print(f"ssh.echo skipped  ({why})")
+    sys.exit(0)
+def read_until(want, timeout):
+    """Reads output until it contains byte `want` (None: until `timeout` of quiet); the time it came, or None."""
+    end = time.perf_counter() + timeout
+    while True:
+        left = end - time.perf_counter()
+        if left <= 0 or not select.select([out], [], [], left)[0]:
+            return None
+        data = os.read(out, 65536)
+        if not data:
+            skip("the session ended")
+        if want is not None and want in data:
+            return time.perf_counter()
+        if want is None:
+            end = time.perf_counter() + timeout
+settle = lambda quiet: read_until(None, quiet)
+settle(1.0)  # login, the prompt
+letters = b"abcdefghijklmnopqrstuvwxyz"
+samples, failures = [], 0
+for i in range(count + 20):
+    if i and i % 40 == 0:
+        os.write(inp, b"\x15")  # Ctrl-U: the line never grows long
+        settle(0.05)
+    b = letters[i % len(letters)]
+    t0 = time.perf_counter()
+    os.write(inp, bytes([b]))
+    t1 = read_until(b, 1.0)
+    if t1 is None:
+        failures += 1
+    elif i >= 20:
+        samples.append((t1 - t0) * 1000)
+os.write(inp, b"\x15exit\n")
+try:
+    p.wait(timeout=5)
+except subprocess.TimeoutExpired:
+    p.kill()
+if not samples:
+    skip("no echo came back")
+samples.sort()
+pct = lambda q: samples[min(len(samples) - 1, int(len(samples) * q))]
+print(f"ssh.echo.samples {len(samples)}  (failures {failures}; ssh -tt /bin/sh, one connection, 20 warm-up keystrokes not counted)")
+print(f"ssh.echo.p50_ms {pct(.5):.2f}")
+print(f"ssh.echo.p99_ms {pct(.99):.2f}")
+mine = {l.split()[0]: float(l.split()[1]) for l in open(ours) if l.startswith("shell.echo.p")}
+if "shell.echo.p50_ms" in mine:
+    print(f"ratio.shell_echo_p50_over_ssh_echo_p50 {mine['shell.echo.p50_ms'] / pct(.5):.1f}")
+    print(f"ratio.shell_echo_p99_over_ssh_echo_p99 {mine['shell.echo.p99_ms'] / pct(.99):.1f}")
+PY
+  kill "$sshd_pid" 2>/dev/null || true
+  # One command to many hosts: simulated ones (one process verifies,
+  # acks and answers every dispatch as its host's reflector would), in the
+  # registry beside bench-host, targeted by name.
+  fanout=${BENCH_FANOUT_HOSTS:-1000}
+  psql -q "$db" -c "INSERT INTO hosts (name, last_seen_at) SELECT 'sim-' || g, now() FROM generate_series(1, $fanout) g
+    ON CONFLICT DO NOTHING"
+  "$bin" exec-fanout "$nats" "$work/op.key" bench "$work/router.pub" "$fanout" "${BENCH_FANOUT_RUNS:-5}" ||
+    echo "exec.fanout skipped  (exit $?)"
+  kill "$reflector_pid" "$router_pid" 2>/dev/null || true
 fi
 
 if [[ $what == console3d || $what == all ]]; then

@@ -10,12 +10,14 @@ case "${1:-build}" in
   # libprotobuf-dev: google/protobuf/wrappers.proto, which the schema imports.
   codegen) debs+=(protobuf-c-compiler protobuf-compiler libprotobuf-dev) ;;
   build) ;;
-  # The console: QR codes for TOTP enrolment (qrencode) and the charts
-  # (libjs-dygraphs, libjs-three), served from /usr/share/javascript.
-  run) debs+=(nats-server postgresql qrencode libjs-dygraphs libjs-three curl iproute2) ;;
+  # The console: QR codes for TOTP enrolment (qrencode), the charts
+  # (libjs-dygraphs, libjs-three) and the terminal (libjs-term.js: Debian's
+  # libjs-xterm ships a stub that loads nothing), served from
+  # /usr/share/javascript. util-linux's setsid gives a shell its terminal.
+  run) debs+=(nats-server postgresql qrencode libjs-dygraphs libjs-three libjs-term.js curl iproute2 util-linux) ;;
   # The browser tests drive Debian's chromium through chromium-driver.
   test) debs+=(nats-server postgresql protobuf-c-compiler protobuf-compiler libprotobuf-dev lintian binutils
-    qrencode libjs-dygraphs libjs-three chromium chromium-driver curl iproute2) ;;
+    qrencode libjs-dygraphs libjs-three libjs-term.js chromium chromium-driver curl iproute2 util-linux) ;;
   # The benchmarks' peers: ssh for the command path (bench/run.sh exec).
   bench) debs+=(nats-server postgresql openssh-server openssh-client) ;;
   *) echo "usage: $0 codegen|build|run|test|bench" >&2; exit 2 ;;

@@ -129,12 +129,12 @@ public enum CommandStore {
       """, [r.id, PGArray.text(targets.map(\.host)), PGArray.text(targets.map(\.via)), state.stored])
   }
 
-  public static func markDispatched(_ id: String, host: String, on conn: PGConnection) throws {
+  public static func markDispatched(_ id: String, hosts: [String], on conn: PGConnection) throws {
     try conn.query(
       """
       UPDATE command_targets SET state = 'dispatched', dispatched_at = now()
-      WHERE command_id = $1 AND host = $2 AND state = 'pending'
-      """, [id, host])
+      WHERE command_id = $1 AND host = ANY($2::text[]) AND state = 'pending'
+      """, [id, PGArray.text(hosts)])
     try refresh(id, on: conn)
   }
 
@@ -177,7 +177,11 @@ public enum CommandStore {
   /// Applies a host's word on a command; false when `via` was never sent it.
   /// A final state is never overwritten (a replay refused later does not
   /// undo the run that happened).
-  public static func recordResult(_ r: CommandResult, via: String, on conn: PGConnection) throws -> Bool {
+  /// `refresh`: recompute the command's state now (false: the caller
+  /// does it once for a batch).
+  public static func recordResult(_ r: CommandResult, via: String, refresh now: Bool = true, on conn: PGConnection)
+    throws -> Bool
+  {
     guard let t = try target(r.commandId, via: via, on: conn) else { return false }
     guard !t.state.isFinal else { return true }
     if r.state == .running {
@@ -200,7 +204,7 @@ public enum CommandStore {
           Int64(clamping: r.outputBytes),
         ])
     }
-    try refresh(r.commandId, on: conn)
+    if now { try refresh(r.commandId, on: conn) }
     return true
   }
 
@@ -229,7 +233,8 @@ public enum CommandStore {
 
   /// Sets a command's state from its hosts' states.
   static func refresh(_ id: String, on conn: PGConnection) throws {
-    let states = try conn.query("SELECT state FROM command_targets WHERE command_id = $1", [id]).rows.map {
+    // The distinct states (a handful of rows, whatever the fan-out).
+    let states = try conn.query("SELECT DISTINCT state FROM command_targets WHERE command_id = $1", [id]).rows.map {
       CommandState(stored: try $0.decode(String.self, 0))
     }
     guard !states.isEmpty else { return }

@@ -36,6 +36,7 @@ public final class CommandRouter: Service, Sendable {
   private let database: PostgresClient
   private let logger: Logger
   private let forged = Counter(label: "router_forged_results_total")
+  private let fetchFailures = Counter(label: "router_fetch_failures_total")
   private let dispatched = Counter(label: "router_dispatches_total")
 
   public init(
@@ -139,7 +140,7 @@ public final class CommandRouter: Service, Sendable {
         "command refused",
         metadata: ["command_id": "\(request.id)", "requester": "\(request.requester)", "reason": "\(refusal)"])
     case .dispatched(let targets):
-      for t in targets { await dispatch(request, host: t.host, via: t.via, connection: connection) }
+      await dispatch(request, to: targets, connection: connection)
       logger.info(
         "command dispatched",
         metadata: [
@@ -204,9 +205,39 @@ public final class CommandRouter: Service, Sendable {
     return pa.count == 4 && pb.count == 4 && pa.prefix(3) == pb.prefix(3)
   }
 
-  /// Signs and publishes the dispatch of one host, then marks it
-  /// dispatched. The message id makes a repeat (after a restart) a no-op.
-  func dispatch(_ r: CommandRequest, host: String, via: String, connection: BusConnection) async {
+  /// Signs and publishes the dispatch of each target, up to 32 waiting
+  /// for their acks at once, then marks those sent dispatched in one
+  /// statement (a result may come first: it wins, the mark only moves
+  /// pending targets). The message id makes a repeat (after a restart) a
+  /// no-op.
+  func dispatch(_ r: CommandRequest, to targets: [(host: String, via: String)], connection: BusConnection) async {
+    let sent = await withTaskGroup(of: String?.self) { group -> [String] in
+      var sent: [String] = []
+      var inFlight = 0
+      for t in targets {
+        if inFlight >= 32, let done = await group.next() {
+          if let done { sent.append(done) }
+          inFlight -= 1
+        }
+        group.addTask { await self.publishDispatch(r, host: t.host, via: t.via, connection: connection) ? t.host : nil }
+        inFlight += 1
+      }
+      for await done in group { if let done { sent.append(done) } }
+      return sent
+    }
+    guard !sent.isEmpty else { return }
+    let id = r.id
+    do {
+      try await database.withConnection { try CommandStore.markDispatched(id, hosts: sent, on: $0) }
+    } catch {
+      // The dispatches went out; the sweep and the hosts' results settle the rows.
+      logger.warning("dispatches not marked", metadata: ["command_id": "\(r.id)", "error": "\(error)"])
+    }
+  }
+
+  /// One host's signed dispatch, published and acknowledged by the stream.
+  private func publishDispatch(_ r: CommandRequest, host: String, via: String, connection: BusConnection) async -> Bool
+  {
     var action = r.action ?? CommandAction()
     if action.builtin == .wakeOnLan, action.mac.isEmpty {
       let macs = try? await database.withConnection { conn in
@@ -226,11 +257,11 @@ public final class CommandRouter: Service, Sendable {
         body: bytes, signature: [UInt8](try key.signature(for: bytes)), keyId: settings.keyID)
       _ = try await connection.jetStreamPublish(Subjects.commandsDispatch(via), dispatch, msgID: "\(r.id):\(host)")
       dispatched.increment()
-      let id = r.id
-      try await database.withConnection { try CommandStore.markDispatched(id, host: host, on: $0) }
+      return true
     } catch {
       // Stays pending: the next start (or the deadline) settles it.
       logger.warning("cannot dispatch", metadata: ["command_id": "\(r.id)", "host": "\(host)", "error": "\(error)"])
+      return false
     }
   }
 
@@ -245,7 +276,7 @@ public final class CommandRouter: Service, Sendable {
         try? await Task.sleep(for: .seconds(1))
       }
     }
-    for w in waiting { await dispatch(w.request, host: w.host, via: w.via, connection: connection) }
+    for w in waiting { await dispatch(w.request, to: [(w.host, w.via)], connection: connection) }
     if !waiting.isEmpty {
       logger.info("dispatched what a previous run had recorded", metadata: ["count": "\(waiting.count)"])
     }
@@ -257,46 +288,62 @@ public final class CommandRouter: Service, Sendable {
   /// to `handle`, until cancelled.
   private func consume(
     _ connection: BusConnection, durable: String, filter: String, batch: Int, ackWait: Duration,
-    _ handle: (JetStreamMessage) async -> Void
+    _ handle: ([JetStreamMessage]) async -> Void
   ) async {
     let config = ConsumerConfig(durable: durable, filterSubject: filter, ackWait: ackWait)
     guard let consumer = await connection.pullConsumerRetrying(stream: Streams.commands.name, config, logger: logger)
     else { return }
     while !Task.isCancelled {
-      guard let messages = try? await consumer.fetch(batch: batch, timeout: .seconds(1)) else {
+      // A long poll: answered as soon as messages arrive; shutdown closes
+      // the subscription, which ends it.
+      let messages: [JetStreamMessage]
+      do {
+        messages = try await withTaskCancellationHandler {
+          try await consumer.fetch(batch: batch, timeout: .seconds(30))
+        } onCancel: {
+          consumer.close()
+        }
+      } catch {
+        if Task.isCancelled { break }
+        fetchFailures.increment()
+        logger.warning("cannot fetch", metadata: ["consumer": "\(durable)", "error": "\(error)"])
         try? await Task.sleep(for: .milliseconds(500))
         continue
       }
-      for m in messages { await handle(m) }
+      if !messages.isEmpty { await handle(messages) }
     }
   }
 
   private func pendingLoop(_ connection: BusConnection) async {
     await consume(
       connection, durable: "ROUTER_PENDING", filter: Subjects.commandsPending, batch: 16, ackWait: .seconds(60)
-    ) { m in
-      guard let request = try? CommandRequest(decoding: m.payload) else {
-        Counter(label: "router_refused_total", dimensions: [("code", "malformed")]).increment()
-        logger.warning("not a CommandRequest on commands.pending", metadata: ["bytes": "\(m.payload.count)"])
-        try? m.term()
-        return
-      }
-      // Recorded (whatever its fate) or a repeat: done with. Not recorded: again later.
-      if case .unavailable = await carryOut(request, connection: connection, fallbackID: "pending-\(m.streamSequence)")
-        .1
-      {
-        try? m.nak(delay: .seconds(2))
-      } else {
-        try? m.ack()
-      }
+    ) { batch in
+      for m in batch { await self.takePending(m, connection: connection) }
+    }
+  }
+
+  private func takePending(_ m: JetStreamMessage, connection: BusConnection) async {
+    guard let request = try? CommandRequest(decoding: m.payload) else {
+      Counter(label: "router_refused_total", dimensions: [("code", "malformed")]).increment()
+      logger.warning("not a CommandRequest on commands.pending", metadata: ["bytes": "\(m.payload.count)"])
+      try? m.term()
+      return
+    }
+    // Recorded (whatever its fate) or a repeat: done with. Not recorded: again later.
+    if case .unavailable = await carryOut(request, connection: connection, fallbackID: "pending-\(m.streamSequence)")
+      .1
+    {
+      try? m.nak(delay: .seconds(2))
+    } else {
+      try? m.ack()
     }
   }
 
   private func resultsLoop(_ connection: BusConnection) async {
     await consume(
       connection, durable: "ROUTER_RESULTS", filter: "commands.result.>", batch: 200, ackWait: .seconds(30)
-    ) { m in
-      if let id = await record(m) { await announce([id], connection) }
+    ) { batch in
+      await announce(await record(batch), connection)
     }
   }
 
@@ -316,50 +363,69 @@ public final class CommandRouter: Service, Sendable {
     }
   }
 
-  /// One message from `commands.result.<host>`: stored if that host was
-  /// sent the command; anything else is a forgery attempt. Returns the
-  /// command's id after a stored final result.
-  @discardableResult
-  func record(_ m: JetStreamMessage) async -> String? {
-    let via = String(m.subject.split(separator: ".").last ?? "")
+  /// Messages from `commands.result.<host>`, stored in one go: each if
+  /// that host was sent the command (anything else is a forgery attempt),
+  /// then each command touched is brought up to date once. Returns the
+  /// commands that got a final result.
+  func record(_ batch: [JetStreamMessage]) async -> [String] {
     enum Word: Sendable {
       case output(CommandOutput)
       case result(CommandResult)
     }
-    let word: Word?
-    if m.mirrorType == CommandOutput.fullName {
-      word = (try? CommandOutput(decoding: m.payload)).map { .output($0) }
-    } else {
-      word = (try? CommandResult(decoding: m.payload)).map { .result($0) }
-    }
-    let claimedHost: String? =
-      switch word {
-      case .output(let o): o.host
-      case .result(let r): r.host
-      case nil: nil
-      }
-    guard let word, claimedHost == via else {
-      forgery(m, via: via, why: word == nil ? "undecodable payload" : "payload host differs from the subject")
-      return nil
-    }
-    do {
-      let accepted = try await database.withConnection { conn -> Bool in
+    var words: [(m: JetStreamMessage, via: String, word: Word)] = []
+    for m in batch {
+      let via = String(m.subject.split(separator: ".").last ?? "")
+      let word: Word? =
+        m.mirrorType == CommandOutput.fullName
+        ? (try? CommandOutput(decoding: m.payload)).map { .output($0) }
+        : (try? CommandResult(decoding: m.payload)).map { .result($0) }
+      let claimedHost: String? =
         switch word {
-        case .output(let o): try CommandStore.recordOutput(o, via: via, on: conn)
-        case .result(let r): try CommandStore.recordResult(r, via: via, on: conn)
+        case .output(let o): o.host
+        case .result(let r): r.host
+        case nil: nil
+        }
+      guard let word, claimedHost == via else {
+        forgery(m, via: via, why: word == nil ? "undecodable payload" : "payload host differs from the subject")
+        continue
+      }
+      words.append((m, via, word))
+    }
+    guard !words.isEmpty else { return [] }
+    let list = words
+    do {
+      let accepted = try await database.withConnection { conn -> [Bool] in
+        try conn.transaction { conn -> [Bool] in
+          var touched: [String] = []
+          let accepted = try list.map { w -> Bool in
+            switch w.word {
+            case .output(let o): return try CommandStore.recordOutput(o, via: w.via, on: conn)
+            case .result(let r):
+              guard try CommandStore.recordResult(r, via: w.via, refresh: false, on: conn) else { return false }
+              if !touched.contains(r.commandId) { touched.append(r.commandId) }
+              return true
+            }
+          }
+          for id in touched { try CommandStore.refresh(id, on: conn) }
+          return accepted
         }
       }
-      if accepted {
-        try? m.ack()
-        if case .result(let r) = word { return r.commandId }
-      } else {
-        forgery(m, via: via, why: "this host was never sent that command")
+      var finals: [String] = []
+      for (w, ok) in zip(list, accepted) {
+        guard ok else {
+          forgery(w.m, via: w.via, why: "this host was never sent that command")
+          continue
+        }
+        try? w.m.ack()
+        if case .result(let r) = w.word, r.state.isFinal, !finals.contains(r.commandId) { finals.append(r.commandId) }
       }
+      return finals
     } catch {
-      logger.warning("cannot store a command result; will retry", metadata: ["error": "\(error)"])
-      try? m.nak(delay: .seconds(1))
+      logger.warning(
+        "cannot store command results; will retry", metadata: ["count": "\(list.count)", "error": "\(error)"])
+      for w in list { try? w.m.nak(delay: .seconds(1)) }
+      return []
     }
-    return nil
   }
 
   private func forgery(_ m: JetStreamMessage, via: String, why: String) {

@@ -90,6 +90,12 @@ public final class ConsoleServer: Service, Sendable {
     } onUpgrade: { inbound, outbound, context in
       try await live.run(inbound: inbound, outbound: outbound, context: context)
     }
+    let terminal = TerminalSocket(terminals: api.terminals, live: live, logger: logger)
+    wsRouter.ws("/api/v1/terminals/:id") { request, context in
+      try terminal.shouldUpgrade(request, context)
+    } onUpgrade: { inbound, outbound, context in
+      try await terminal.run(inbound: inbound, outbound: outbound, context: context)
+    }
     app = Application(
       router: router,
       server: .http1WebSocketUpgrade(
@@ -113,7 +119,7 @@ public final class ConsoleServer: Service, Sendable {
     // /usr/share/javascript would be same-origin script the CSP allows.
     let libraries = [
       ("dygraphs", "dygraphs"), ("three/build", "three/build"),
-      ("three/examples/js/controls", "three/controls"),
+      ("three/examples/js/controls", "three/controls"), ("term.js", "term.js"),
     ]
     for (directory, path) in libraries {
       router.add(
@@ -145,6 +151,7 @@ public final class ConsoleServer: Service, Sendable {
     v1.post("commands", use: api.submit)
     v1.post("commands/prepare", use: api.prepare)
     v1.get("commands/:id", use: api.command)
+    v1.get("commands/:id/cast", use: api.cast)
     v1.get("keys", use: api.listKeys)
     v1.post("keys", use: api.addKey)
     v1.post("keys/:key/revoke", use: api.revokeKey)

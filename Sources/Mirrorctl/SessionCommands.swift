@@ -100,14 +100,18 @@ struct ShellCommand: AsyncParsableCommand {
     FileHandle.standardError.write(Data("[session \(request.id) on \(host)]\r\n".utf8))
     let saved = tty ? Terminal.raw() : nil
     defer { if let saved { Terminal.restore(saved) } }
-    let winch = DispatchSource.makeSignalSource(signal: SIGWINCH)
+    // A window resized here is resized there (a source is made only when
+    // resumed: a suspended one must not be released).
+    var winch: (any DispatchSourceSignal)?
     if tty {
       signal(SIGWINCH, SIG_IGN)
-      winch.setEventHandler {
+      let source = DispatchSource.makeSignalSource(signal: SIGWINCH)
+      source.setEventHandler {
         var s = winsize()
         if ioctl(1, UInt(TIOCGWINSZ), &s) == 0 { try? client.resize(cols: UInt32(s.ws_col), rows: UInt32(s.ws_row)) }
       }
-      winch.resume()
+      source.resume()
+      winch = source
     }
     Thread.detachNewThread {
       var buffer = [UInt8](repeating: 0, count: 4096)
@@ -125,7 +129,7 @@ struct ShellCommand: AsyncParsableCommand {
     let code = await withCheckedContinuation { c in
       Thread.detachNewThread { c.resume(returning: end.wait()) }
     }
-    winch.cancel()
+    winch?.cancel()
     client.close()
     await bus.drain()
     if code != 0 { throw ExitCode(code) }

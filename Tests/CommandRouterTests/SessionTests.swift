@@ -65,7 +65,7 @@ extension RouterTests {
 
   @Test func aShellSessionIsInteractiveRecordedAndReplayable() async throws {
     try db.connect().execute("INSERT INTO hosts (name, last_seen_at) VALUES ('node3', now()) ON CONFLICT DO NOTHING")
-    try await withSystem(reflectors: ["node1"], policies: Self.sessionPolicies()) { bus, _ in
+    try await withSystem(reflectors: ["node1", "node2"], policies: Self.sessionPolicies()) { bus, _ in
       let seen = Seen()
       let (client, r) = try await openSession(
         bus, host: "node1", action: CommandAction(builtin: .shell, cols: 100, rows: 30), seen: seen)
@@ -103,6 +103,30 @@ extension RouterTests {
       #expect(lines.first?.contains("\"version\":2") == true && lines.first?.contains("\"width\":100") == true)
       #expect(lines.contains { $0.contains("\"i\"") && $0.contains("echo hi-") })
       #expect(lines.contains { $0.contains("\"r\", \"132x50\"") })
+
+      // mirrorctl shell with input from a pipe: the lines run, the end of
+      // input is an end of file to the shell, the exit status is the shell's.
+      let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("op-\(UUID().uuidString).key").path
+      try admin.rawRepresentation.base64EncodedString().write(toFile: keyFile, atomically: true, encoding: .utf8)
+      defer { unlink(keyFile) }
+      let mirrorctl = Harness.executable("mirrorctl")
+      let script =
+        "printf 'echo via-$((6*7))\\nexit 4\\n' | '\(mirrorctl)' shell node1 --nats-url '\(nats.url)' --user root --key '\(keyFile)' --reason pipe"
+      let (status, output) = await withCheckedContinuation { c in
+        Thread.detachNewThread { c.resume(returning: (try? Harness.run("/bin/sh", ["-c", script])) ?? (-1, "")) }
+      }
+      #expect(status == 4, "\(output)")
+      #expect(output.contains("via-42"))
+      // Refused by the host's policy: a clear line and a failure status.
+      let url = nats.url
+      let refused: (status: Int32, output: String) = await withCheckedContinuation { c in
+        Thread.detachNewThread {
+          c.resume(
+            returning: (try? Harness.run(
+              mirrorctl, ["shell", "node2", "--nats-url", url, "--user", "root", "--key", keyFile])) ?? (-1, ""))
+        }
+      }
+      #expect(refused.status == 1 && refused.output.contains("does not allow interactive shells"), "\(refused.output)")
     }
   }
 

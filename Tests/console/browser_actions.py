@@ -18,7 +18,9 @@ import threading
 import time
 
 import pyotp
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 import common
@@ -206,6 +208,34 @@ try:
     el("#command-history tr[data-command-id]").click()
     check(wait(lambda: "web-02" in (text("#command-run") or "") and USER in (text("#command-run") or "")),
           "an opened run shows its stored output and who ran it")
+
+    # 4b. Terminal: a shell on web-01 from its page, with a fresh code; typed
+    #     keys reach the PTY, its echo and output come back; the session is
+    #     in the history and its recording replays to the same output.
+    go("#/host/web-01")
+    check(wait(lambda: el("#host-terminal").is_displayed()), "the host page offers a terminal")
+    el("#host-terminal").click()
+    check(wait(lambda: el("#terminal-form").is_displayed()), "the terminal asks for a reason and a code")
+    check(el("#terminal-host").get_attribute("value") == "web-01", "for web-01")
+    typed("#terminal-reason", "look around")
+    typed("#terminal-code", admin_codes.fresh())
+    el("#terminal-open").click()
+    check(wait(lambda: el("#terminal-box").get_attribute("data-state") == "ready", timeout=30),
+          f"the shell is ready ({text('#terminal-status')!r}, {text('#terminal-error')!r})")
+    terminal = el("#terminal-box .terminal")
+    ActionChains(d).move_to_element(terminal).click().send_keys("echo term-$((6*7))" + Keys.ENTER).perform()
+    check(wait(lambda: "term-42" in (text("#terminal-box") or ""), timeout=15),
+          f"typed keys run in the shell and its output shows ({(text('#terminal-box') or '')[-200:]!r})")
+    shot("terminal", "terminal")
+    ActionChains(d).send_keys("exit" + Keys.ENTER).perform()
+    check(wait(lambda: el("#terminal-box").get_attribute("data-state") == "ended", timeout=15),
+          f"exit ends the session ({text('#terminal-status')!r})")
+    el("#terminal-history").click()
+    check(wait(lambda: "shell (interactive)" in (text("#command-run") or "")), "the session is in the history")
+    check(wait(lambda: el(".replay-play").is_displayed()), "with a replay")
+    el(".replay-play").click()
+    check(wait(lambda: el(".replay-box").get_attribute("data-replayed") == "true" and
+               "term-42" in (text(".replay-box") or ""), timeout=30), "the recording replays to the same output")
 
     # 5. Alerts: every host's 'busy' fires and repeats every 2 s; acknowledge
     #    web-01 and silence web-02: their notifications stop, db-01's go on.

@@ -9,6 +9,9 @@
 //   MirrorBench alert-eval HOSTS INTERVALS   CPU time of the Notifier's rule evaluation per interval
 //   MirrorBench alert-latency URL PORTFILE COUNT   breach → ntfy receiver (a receiver of its own;
 //                                            its port is written to PORTFILE for the notifier's rules)
+//   MirrorBench exec-latency URL KEY USER HOST COUNT      echo on one host, a long-lived client
+//   MirrorBench shell-echo URL KEY USER HOST COUNT        keystroke echo through an interactive session
+//   MirrorBench exec-fanout URL KEY USER ROUTERPUB N RUNS  echo on N simulated hosts until all results are in
 import Foundation
 import Logging
 import MirrorBus
@@ -159,6 +162,11 @@ func benchSections() {
   }
 }
 
+/// A duration in milliseconds.
+func milliseconds(_ d: Duration) -> Double {
+  Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) / 1e15
+}
+
 /// CPU time of this process (all threads), nanoseconds.
 func cpuNanos() -> UInt64 {
   var ts = timespec()
@@ -186,6 +194,11 @@ case "twin" where args.count == 4:
   TwinBench.run(nodes: Int(args[2])!, links: Int(args[3])!)
 case "exec-latency" where args.count == 7:
   try await ExecBench.run(url: args[2], keyPath: args[3], user: args[4], host: args[5], count: Int(args[6])!)
+case "shell-echo" where args.count == 7:
+  try await ShellEcho.run(url: args[2], keyPath: args[3], user: args[4], host: args[5], count: Int(args[6])!)
+case "exec-fanout" where args.count == 8:
+  try await ExecFanout.run(
+    url: args[2], keyPath: args[3], user: args[4], routerKeyPath: args[5], hosts: Int(args[6])!, runs: Int(args[7])!)
 case "twin-scene" where args.count == 6:
   try TwinBench.scene(to: args[2], nodes: Int(args[3])!, links: Int(args[4])!, rounds: Int(args[5])!)
 case "alert-eval" where args.count == 4:

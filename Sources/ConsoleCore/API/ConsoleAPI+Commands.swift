@@ -78,6 +78,8 @@ extension ConsoleAPI {
       var service: String?
       var mac: String?
       var broadcast: String?
+      var cols: UInt32?
+      var rows: UInt32?
     }
     var target: Target
     var action: Action
@@ -102,14 +104,23 @@ extension ConsoleAPI {
     let reason = body.reason.trimmingCharacters(in: .whitespacesAndNewlines)
     guard !reason.isEmpty, reason.utf8.count <= 500 else { throw APIError.badRequest("a reason (up to 500 bytes)") }
     let target = try Self.target(body.target)
-    let action = try Self.action(body.action)
-    let timeout = body.timeoutSeconds ?? 30
-    guard (1...3600).contains(timeout) else { throw APIError.badRequest("timeoutSeconds: 1 to 3600") }
+    var action = try Self.action(body.action)
+    let isShell = action.builtin == .shell
+    let timeout = body.timeoutSeconds ?? (isShell ? 8 * 3600 : 30)
+    guard (1...(isShell ? 8 * 3600 : 3600)).contains(timeout) else {
+      throw APIError.badRequest("timeoutSeconds: 1 to \(isShell ? "28800" : "3600")")
+    }
+    if isShell, target.kind != .hosts || target.hosts.count != 1 {
+      throw APIError.badRequest("a terminal is on one host")
+    }
     let hosts = fleet.resolve(target)
-    let dangerous = isDangerous(target, reaching: hosts.count)
+    // A terminal always asks for a fresh code.
+    let dangerous = isShell || isDangerous(target, reaching: hosts.count)
     let now = Date().unixMilliseconds
+    let id = UUID().uuidString.lowercased()
+    if isShell { action.sessionTokenSha256 = terminals.prepare(id: id, user: session.user, nowMs: now) }
     let command = CommandRequest(
-      id: UUID().uuidString.lowercased(), target: target, action: action, timeoutMs: timeout * 1000,
+      id: id, target: target, action: action, timeoutMs: timeout * 1000,
       deadlineUnixMs: now + 120_000, requester: session.user, reason: reason, submittedAtUnixMs: now,
       operatorKeyId: "\(session.user)/\(body.keyId)")
     if dangerous {
@@ -118,7 +129,9 @@ extension ConsoleAPI {
       else {
         throw APIError(
           .forbidden, "totp_required",
-          "a command on \(target.kind == .all ? "all hosts" : "\(hosts.count) hosts") needs a fresh code")
+          isShell
+            ? "a terminal needs a fresh code"
+            : "a command on \(target.kind == .all ? "all hosts" : "\(hosts.count) hosts") needs a fresh code")
       }
       confirmed.add(Self.fingerprint(command, user: session.user), nowMs: now)
       try await accounts.audit(
@@ -200,7 +213,11 @@ extension ConsoleAPI {
     case "wake_on_lan":
       return CommandAction(builtin: .wakeOnLan, mac: a.mac ?? "", broadcastAddress: a.broadcast ?? "")
     case "collect_now": return CommandAction(builtin: .collectNow)
-    default: throw APIError.badRequest("builtin: restart_service, wake_on_lan or collect_now")
+    case "shell":
+      let cols = min(max(a.cols ?? 80, 20), 500)
+      let rows = min(max(a.rows ?? 24, 5), 200)
+      return CommandAction(builtin: .shell, cols: cols, rows: rows)
+    default: throw APIError.badRequest("builtin: restart_service, wake_on_lan, collect_now or shell")
     }
   }
 
@@ -240,7 +257,8 @@ extension ConsoleAPI {
     }
     let target = command.target ?? CommandTarget()
     if target.kind == .selector { try Self.checkSelector(target.selector) }
-    if isDangerous(target, reaching: fleet.resolve(target).count) {
+    let isSession = command.action?.builtin == .shell || command.action?.builtin == .forward
+    if isSession || isDangerous(target, reaching: fleet.resolve(target).count) {
       guard confirmed.take(Self.fingerprint(command, user: session.user), nowMs: Date().unixMilliseconds) else {
         Counter(label: "console_commands_refused_total", dimensions: [("reason", "unconfirmed")]).increment()
         try await accounts.audit(
@@ -249,7 +267,23 @@ extension ConsoleAPI {
         throw APIError(.forbidden, "totp_required", "a command on this many hosts needs a fresh code (prepare it)")
       }
     }
-    let answer = try await rpc.submit(command)
+    // A terminal listens before the router dispatches it.
+    if isSession {
+      guard
+        command.action?.builtin == .shell, target.hosts.count == 1,
+        try terminals.start(
+          id: command.id, user: session.user, host: target.hosts[0], connection: await rpc.bus.connection(),
+          nowMs: Date().unixMilliseconds) != nil
+      else {
+        throw APIError(.forbidden, "not_prepared", "a terminal is opened from a request prepared here")
+      }
+    }
+    let answer: SubmitCommandResponse
+    do { answer = try await rpc.submit(command) } catch {
+      if isSession { terminals.discard(command.id) }
+      throw error
+    }
+    if isSession, answer.state != .dispatched && answer.state != .running { terminals.discard(command.id) }
     Counter(label: "console_commands_total", dimensions: [("state", "\(answer.state)")]).increment()
     logger.info(
       "command submitted",
@@ -293,7 +327,30 @@ extension ConsoleAPI {
     let id = try context.parameters.require("id")
     let found = try await rpc.command(id: id)
     guard let record = found.record else { throw APIError.notFound("no command \(id)") }
-    return CommandAnswer(command: CommandSummary(record), output: found.output.map(CommandOutputMessage.init))
+    // What was typed in a terminal (passwords too) is for admins and the
+    // one who typed it.
+    let session = try context.requireSession()
+    let mayReadInput = session.roles.contains("admin") || record.request?.requester == session.user
+    return CommandAnswer(
+      command: CommandSummary(record),
+      output: found.output.filter { mayReadInput || $0.channel != .input }.map(CommandOutputMessage.init))
+  }
+
+  /// A terminal's recording as asciicast v2, for the replay (admins and
+  /// the one who typed it).
+  func cast(_ request: Request, _ context: ConsoleContext) async throws -> Response {
+    let session = try context.requireSession()
+    let id = try context.parameters.require("id")
+    let found = try await rpc.command(id: id)
+    guard let record = found.record else { throw APIError.notFound("no command \(id)") }
+    guard session.roles.contains("admin") || record.request?.requester == session.user else {
+      throw APIError.forbidden("a terminal's recording is for admins and the one who typed it")
+    }
+    var headers = HTTPFields()
+    headers[.contentType] = "application/x-asciicast; charset=utf-8"
+    headers[.contentDisposition] = "attachment; filename=\"\(id).cast\""
+    return Response(
+      status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: Asciicast.render(found))))
   }
 }
 

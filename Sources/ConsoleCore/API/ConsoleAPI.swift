@@ -21,6 +21,7 @@ struct ConsoleAPI: Sendable {
   /// One overview for every browser watching it, made at most this often.
   let overviewCache = Cache<Overview>(what: "overview")
   let confirmed = ConfirmedCommands()
+  let terminals = Terminals()
 
   var accounts: Accounts { login.accounts }
 

@@ -143,6 +143,8 @@ public struct CommandSummary: Codable, Sendable {
     switch a.builtin {
     case .restartService: "restart \(a.service)"
     case .wakeOnLan: "wake-on-lan \(a.mac)"
+    case .shell: "shell (interactive)"
+    case .forward: "forward to \(a.forwardAddress):\(a.forwardPort)"
     case .collectNow: "collect now"
     default: (a.shell ? "shell: " : "argv: ") + a.argv.joined(separator: " ")
     }
@@ -331,7 +333,13 @@ struct CommandOutputMessage: Codable, Sendable {
     commandId = o.commandId
     host = o.host
     seq = o.chunkSequence
-    stream = o.channel == .stderr ? "stderr" : "stdout"
+    stream =
+      switch o.channel {
+      case .stderr: "stderr"
+      case .input: "input"
+      case .resize: "resize"
+      default: "stdout"
+      }
     text = String(decoding: o.data, as: UTF8.self)
     at = o.emittedAtUnixMs
   }

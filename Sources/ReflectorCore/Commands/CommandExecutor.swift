@@ -72,7 +72,8 @@ public struct CommandExecutor: Sendable {
       let shell =
         policy.sessions.shellProgram
         ?? (FileManager.default.isExecutableFile(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh")
-      var argv = [shell, "-l"]
+      // A login shell in the home directory (runuser -l goes there itself).
+      var argv = ["/bin/sh", "-c", "cd \"$HOME\" 2>/dev/null; exec \"$0\" -l", shell]
       if let user = policy.runAs, isRoot, let runuser = Programs.find("runuser") {
         argv = [runuser, "-l", user, "-s", shell]
       }

@@ -28,6 +28,7 @@ const LAZY = {
   alerts: ['./screens/alerts.js', 'alertsScreen', 'Alerts', false],
   network: ['./screens/network.js', 'networkScreen', 'Network', true],
   users: ['./screens/users.js', 'usersScreen', 'Users', false],
+  terminal: ['./screens/terminal.js', 'terminalScreen', 'Terminal', false],
 };
 let renderCount = 0;    // a lazy screen that arrives after the route changed is not mounted
 

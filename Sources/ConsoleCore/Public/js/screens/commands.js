@@ -11,6 +11,22 @@ import {h, fill, setText, setAttr, table, fillRows} from '../dom.js';
 import {getSession} from '../app.js';
 import {cmdState, timeCell, hostLink, errorNotice} from './common.js';
 
+// A terminal's recording: played in a terminal under the button, or saved as a .cast file.
+function replayButton(id) {
+  const box = h('div', {class: 'replay-box'});
+  const play = h('button', {type: 'button', class: 'replay-play'}, 'Replay');
+  play.addEventListener('click', async () => {
+    play.disabled = true;
+    try {
+      const m = await import('./terminal.js');
+      await m.replay(box, await m.fetchCast(id));
+    } catch (e) {
+      box.textContent = `Cannot replay: ${e.message}`;
+    } finally { play.disabled = false; }
+  });
+  return h('span', null, play, ' ', h('a', {href: `/api/v1/commands/${encodeURIComponent(id)}/cast`, download: `${id}.cast`}, 'asciicast'), box);
+}
+
 const FINAL = new Set(['succeeded', 'failed', 'timed_out', 'rejected', 'denied', 'expired']);
 const HISTORY_STATES = ['pending', 'dispatched', 'running', 'succeeded', 'failed', 'timed_out', 'rejected', 'denied', 'expired'];
 const MAX_PANE_CHARS = 1 << 20;          // text kept per host in the page
@@ -308,6 +324,7 @@ function createRun(commandId) {
 
   function addChunk(c) {
     if (!c || typeof c.host !== 'string' || typeof c.text !== 'string') return;
+    if (c.stream === 'input' || c.stream === 'resize') return;   // a terminal's recording: the replay shows it
     const seq = typeof c.seq === 'number' ? c.seq : Number(c.seq) || 0;
     const p = pane(c.host);
     if (p.chunks.has(seq)) return;
@@ -347,6 +364,7 @@ function createRun(commandId) {
       ['State', cmdState(cmd.state)],
       ['Reason', h('span', {class: 'run-reason'}, cmd.reason || fmt.NONE)],
     ];
+    if ((cmd.action || '').startsWith('shell (interactive)')) rows.push(['Recording', replayButton(cmd.id || commandId)]);
     info.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
   }
 

@@ -4,6 +4,7 @@
 import * as api from '../api.js';
 import * as live from '../live.js';
 import * as fmt from '../format.js';
+import {getSession} from '../app.js';
 import {h, fill, setText, setAttr, stateBadge, table, fillRows} from '../dom.js';
 import {DetailChart, ChartSync, onThemeChange, dygraphsAvailable} from '../charts.js';
 import {sortAlerts, cmdState, timeCell, errorNotice, severityBadge, alertValue, level, pctBar} from './common.js';
@@ -67,6 +68,14 @@ function panel(title, body, attrs = {}, extra = null) {
 
 // params.at (ms, from an alert's "show on chart"): the charts open on the
 // hour around that moment; params.metric scrolls to its chart.
+// Operators and admins open a shell on the host from its page.
+function terminalLink(name) {
+  const roles = (getSession() || {}).roles || [];
+  if (!roles.includes('operator') && !roles.includes('admin')) return null;
+  return h('a', {href: '#/terminal?host=' + encodeURIComponent(name), class: 'button host-terminal', id: 'host-terminal'},
+    'Terminal');
+}
+
 export function hostScreen(root, name, params = {}) {
   let alive = true;
   const offs = [];
@@ -157,7 +166,7 @@ export function hostScreen(root, name, params = {}) {
 
   fill(root,
     h('a', {href: '#/hosts', class: 'back'}, '← Hosts'),
-    h('div', {class: 'host-head'}, title),
+    h('div', {class: 'host-head'}, title, terminalLink(name)),
     meta,
     notice,
     errorsPanel,
