@@ -1,4 +1,5 @@
 internal import CNATS
+import Dispatch
 public import Logging
 public import MirrorWire
 import Synchronization
@@ -248,10 +249,10 @@ public final class BusConnection: @unchecked Sendable {
     events.closing.store(true, ordering: .relaxed)
     let started = await Blocking.run { natsConnection_DrainTimeout(self.nc, timeout.natsMilliseconds) }
     if started != NATS_OK { natsConnection_Close(nc) }
-    let deadline = ContinuousClock.now + timeout + .seconds(1)
-    while !events.closed.load(ordering: .acquiring), ContinuousClock.now < deadline {
-      try? await Task.sleep(for: .milliseconds(10))
-    }
+    // Woken by the closed callback (no polling).
+    guard !events.closed.load(ordering: .acquiring) else { return }
+    let wait = DispatchTime.now() + .milliseconds(Int((timeout + .seconds(1)).wholeMilliseconds))
+    _ = await Blocking.run { self.events.closedSignal.wait(timeout: wait) }
   }
 
   // MARK: Helpers
@@ -336,6 +337,8 @@ final class ConnectionEvents {
   let closing = Atomic<Bool>(false)
   /// Set when the closed callback has finished.
   let closed = Atomic<Bool>(false)
+  /// Signalled then (once: one `drain` waits on it).
+  let closedSignal = DispatchSemaphore(value: 0)
 
   init(logger: Logger) { self.logger = logger }
 
@@ -356,6 +359,7 @@ final class ConnectionEvents {
   func didClose() {
     logger.info("NATS connection closed")
     closed.store(true, ordering: .releasing)
+    closedSignal.signal()
   }
 
   func asyncError(_ status: natsStatus) {

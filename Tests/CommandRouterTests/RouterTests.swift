@@ -176,19 +176,32 @@ import Testing
           }
         }
       }
-      for lossy in [false, true] {
+      enum Delivery: CaseIterable { case whole, lossy, late }
+      for delivery in Delivery.allCases {
         let seen = Collected()
         let r = try request(Self.hosts12, script, by: "root", key: admin)
         let outcome = try await CommandRun.run(
           r, on: bus, replyTimeout: .seconds(10), wait: .seconds(30),
-          // Lossy: every third chunk of node2 never arrives live.
-          losing: { lossy && $0.host == "node2" && $0.chunkSequence % 3 == 0 }, onOutput: seen.add)
+          losing: { o in
+            switch delivery {
+            case .whole: false
+            // Every third chunk of node2 never arrives live.
+            case .lossy: o.host == "node2" && o.chunkSequence % 3 == 0
+            // As a client that subscribed after both hosts' first five
+            // chunks had gone by.
+            case .late: o.chunkSequence <= 5
+            }
+          }, onOutput: seen.add)
         let record = try #require(outcome.record, "\(outcome.reply)")
         #expect(record.state == .succeeded && record.hosts.count == 2)
-        #expect(seen.text["node1"] == expected && seen.text["node2"] == expected, "lossy \(lossy)")
-        let chunks = seen.chunks["node1"] ?? []
-        #expect(chunks.count > 1 && chunks == chunks.sorted(), "several chunks, in order")
-        #expect((outcome.recovered > 0) == lossy, "recovered \(outcome.recovered)")
+        #expect(seen.text["node1"] == expected && seen.text["node2"] == expected, "\(delivery)")
+        for host in ["node1", "node2"] {
+          let chunks = seen.chunks[host] ?? []
+          #expect(
+            chunks.count > 5 && chunks == Array(1...UInt64(chunks.count)), "every chunk once, in order: \(chunks)")
+        }
+        #expect((outcome.recovered > 0) == (delivery != .whole), "recovered \(outcome.recovered)")
+        if delivery == .late { #expect(outcome.recovered >= 10) }
       }
       // A command refused outright: the reply says so, nothing to wait for.
       let denied = try await CommandRun.run(
