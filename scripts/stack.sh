@@ -8,6 +8,9 @@
 # Profile dev (default): NATS 14222 (monitor 18222), PostgreSQL 15432.
 # Profile test: NATS 24222 (monitor 28222), PostgreSQL 25432.
 # Profile custom: PostgreSQL only, in $MIRROR_STACK_DIR on $MIRROR_PG_PORT.
+# MIRROR_NATS_NODES=3: a cluster of three nats-servers instead of one (client
+# ports NATS, NATS+1, NATS+2; routes on NATS+2000...; JetStream on each; the
+# services then keep every stream on all three, R3). `env` lists every URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -26,14 +29,28 @@ pg_user=mirror
 pg_password=mirror
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 database_url="postgresql://$pg_user:$pg_password@127.0.0.1:$pg_port/mirror"
-nats_url="nats://127.0.0.1:$nats_port"
+nodes=${MIRROR_NATS_NODES:-1}
+[[ $nodes == 1 || $nodes == 3 ]] || { echo "MIRROR_NATS_NODES is 1 or 3" >&2; exit 2; }
+if [[ $nodes == 1 ]]; then
+  nats_url="nats://127.0.0.1:$nats_port"
+else
+  nats_url=$(for i in 0 1 2; do printf 'nats://127.0.0.1:%d,' $((nats_port + i)); done)
+  nats_url=${nats_url%,}
+fi
 
 # PostgreSQL refuses to run as root: run its tools as the postgres user then.
 as_pg() {
   if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-nats_running() { [[ -f "$dir/nats.pid" ]] && kill -0 "$(cat "$dir/nats.pid")" 2>/dev/null; }
+# Alive and not a zombie (a killed node may wait to be reaped by whoever
+# inherited it).
+node_running() {
+  [[ -f "$dir/nats$1.pid" ]] && ps -o stat= -p "$(cat "$dir/nats$1.pid")" 2>/dev/null | grep -q '^[^Z]'
+}
+nats_running() {
+  if [[ $nodes == 1 ]]; then node_running ""; else node_running 1 && node_running 2 && node_running 3; fi
+}
 pg_running() { [[ -f "$dir/pg/postmaster.pid" ]] && as_pg "$pg_bin/pg_ctl" -D "$dir/pg" status >/dev/null 2>&1; }
 
 wait_port() {
@@ -47,12 +64,38 @@ wait_port() {
 
 start_nats() {
   nats_running && return 0
-  mkdir -p "$dir/nats"
-  nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_mon" -sd "$dir/nats" -n "mirror-$profile" \
-    >"$dir/nats.log" 2>&1 &
-  echo $! >"$dir/nats.pid"
-  wait_port "$nats_port"
-  echo "nats-server: $nats_url (monitor http://127.0.0.1:$nats_mon)"
+  if [[ $nodes == 1 ]]; then
+    mkdir -p "$dir/nats"
+    nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_mon" -sd "$dir/nats" -n "mirror-$profile" \
+      >"$dir/nats.log" 2>&1 &
+    echo $! >"$dir/nats.pid"
+    wait_port "$nats_port"
+    echo "nats-server: $nats_url (monitor http://127.0.0.1:$nats_mon)"
+    return 0
+  fi
+  for i in 1 2 3; do start_node "$i"; done
+  for i in 0 1 2; do wait_port $((nats_port + i)); done
+  echo "nats-server cluster of 3: $nats_url (monitors http://127.0.0.1:$nats_mon..$((nats_mon + 2)))"
+}
+
+# One node of the cluster (1, 2 or 3): its own store, routes to all three.
+start_node() {
+  local i=$1 routes
+  node_running "$i" && return 0
+  routes=$(for j in 0 1 2; do printf 'nats://127.0.0.1:%d,' $((nats_port + 2000 + j)); done)
+  mkdir -p "$dir/nats$i"
+  nats-server -js -a 127.0.0.1 -p $((nats_port + i - 1)) -m $((nats_mon + i - 1)) -sd "$dir/nats$i" \
+    -n "mirror-$profile-$i" --cluster_name "mirror-$profile" --cluster "nats://127.0.0.1:$((nats_port + 2000 + i - 1))" \
+    --routes "${routes%,}" >>"$dir/nats$i.log" 2>&1 &
+  echo $! >"$dir/nats$i.pid"
+}
+
+stop_nats() {
+  local i
+  for i in "" 1 2 3; do
+    if node_running "$i"; then kill "$(cat "$dir/nats$i.pid")"; fi
+    rm -f "$dir/nats$i.pid"
+  done
 }
 
 start_pg() {
@@ -96,7 +139,7 @@ case "$cmd" in
     start_pg
     ;;
   stop)
-    if nats_running; then kill "$(cat "$dir/nats.pid")"; rm -f "$dir/nats.pid"; fi
+    stop_nats
     if pg_running; then as_pg "$pg_bin/pg_ctl" -D "$dir/pg" -m fast -w stop >/dev/null; fi
     echo "stopped ($profile)"
     ;;
@@ -108,5 +151,15 @@ case "$cmd" in
     echo "export MIRROR_NATS_URL=$nats_url"
     echo "export MIRROR_DATABASE_URL=$database_url"
     ;;
-  *) echo "usage: $0 start|start-pg|stop|status|env [dev|test]" >&2; exit 2 ;;
+  # The cluster's nodes one at a time (MIRROR_NATS_NODES=3): for trying a
+  # lost node by hand; bench/chaos.sh runs a cluster of its own.
+  kill-node)
+    i=${3:?node 1, 2 or 3}
+    node_running "$i" && kill -9 "$(cat "$dir/nats$i.pid")" && echo "killed node $i"
+    ;;
+  start-node)
+    start_node "${3:?node 1, 2 or 3}"
+    wait_port $((nats_port + ${3} - 1))
+    ;;
+  *) echo "usage: $0 start|start-pg|stop|status|env|kill-node N|start-node N [dev|test]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CommandRouterCore
 import MirrorService
+import MirrorServiceHTTP
 import MirrorServiceStore
 
 @main
@@ -12,7 +13,9 @@ struct CommandRouterCommand: AsyncParsableCommand {
   @OptionGroup var options: CommonOptions
 
   func run() async throws {
-    try await ServiceRunner.run(service: "command-router", defaultHTTPPort: 9102, options: options) { context in
+    try await ServiceRunner.run(
+      service: "command-router", defaultHTTPPort: 9102, options: options, ops: HummingbirdOps.factory
+    ) { context in
       let c = context.config
       guard let keyPath = c.string("router.signing-key") else {
         throw ConfigError(

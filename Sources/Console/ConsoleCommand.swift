@@ -1,6 +1,7 @@
 import ArgumentParser
 import ConsoleCore
 import MirrorService
+import MirrorServiceHTTP
 import MirrorServiceStore
 
 @main
@@ -17,7 +18,9 @@ struct ConsoleCommand: AsyncParsableCommand {
     // with 1,000 hosts), in two arenas so what is kept stays bounded.
     Malloc.arenas(2)
     Malloc.keepFreed(upTo: 32 << 20)
-    try await ServiceRunner.run(service: "console", defaultHTTPPort: 9109, options: options) { context in
+    try await ServiceRunner.run(
+      service: "console", defaultHTTPPort: 9109, options: options, ops: HummingbirdOps.factory
+    ) { context in
       let settings = try ConsoleSettings(config: context.config)
       let bus = BusService(options: context.settings.bus, streams: [], context: context)
       let database = try DatabaseService(settings: context.settings, context: context)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import IngestCore
 import MirrorService
+import MirrorServiceHTTP
 import MirrorServiceStore
 import MirrorStore
 
@@ -18,7 +19,8 @@ struct IngestCommand: AsyncParsableCommand {
     // pipeline's two stages) so that what is kept is bounded.
     Malloc.arenas(2)
     Malloc.keepFreed(upTo: 128 << 20)
-    try await ServiceRunner.run(service: "ingest", defaultHTTPPort: 9101, options: options) { context in
+    try await ServiceRunner.run(service: "ingest", defaultHTTPPort: 9101, options: options, ops: HummingbirdOps.factory)
+    { context in
       let c = context.config
       var settings = IngestPipeline.Settings()
       settings.fetchBatch = try c.int("ingest.fetch-batch", default: 2000, range: 1...10_000)

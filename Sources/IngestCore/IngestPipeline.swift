@@ -101,6 +101,8 @@ public final class IngestPipeline: Service, Sendable {
     do {
       messages = try await consumer.fetch(batch: settings.fetchBatch, timeout: .seconds(1))
     } catch {
+      Counter(label: "ingest_fetch_failures_total").increment()
+      logger.warning("cannot fetch batches", metadata: ["error": "\(error)"])
       return nil
     }
     return prepare(messages, connection: connection)
@@ -148,8 +150,20 @@ public final class IngestPipeline: Service, Sendable {
       // Acks and the normalized batches go out while the next write runs
       // (an ack lost to a crash here only means a redelivery, stored once).
       // Read in place (a copied message or batch retains every field).
+      let logger = self.logger
       Task {
-        for i in p.accepted.indices { try? p.accepted[i].message.ack() }
+        // Failures are counted and logged once per fetch (an unacked batch
+        // is redelivered and stored once; a normalized batch not published
+        // is missing for the twin and the notifier until the next one).
+        var ackFailures = 0
+        var publishFailures = 0
+        var lastError = ""
+        for i in p.accepted.indices {
+          do { try p.accepted[i].message.ack() } catch {
+            ackFailures += 1
+            lastError = "\(error)"
+          }
+        }
         // No message id: a batch's normalized form is published once, by
         // the replica whose transaction stored its key, so the stream has
         // nothing to deduplicate (and keeps no id map for its window).
@@ -158,7 +172,19 @@ public final class IngestPipeline: Service, Sendable {
         for i in p.accepted.indices {
           let host = p.accepted[i].batch.host
           guard allNew || new.contains(MetricsWriter.Key(p.accepted[i].batch)) else { continue }
-          try? connection.publish(Subjects.metricsNormalized(host), payload: p.normalized[i], headers: headers)
+          do {
+            try connection.publish(Subjects.metricsNormalized(host), payload: p.normalized[i], headers: headers)
+          } catch {
+            publishFailures += 1
+            lastError = "\(error)"
+          }
+        }
+        if ackFailures + publishFailures > 0 {
+          Counter(label: "ingest_ack_failures_total").increment(by: ackFailures)
+          Counter(label: "ingest_normalized_publish_failures_total").increment(by: publishFailures)
+          logger.warning(
+            "acks or normalized batches not sent",
+            metadata: ["acks": "\(ackFailures)", "publishes": "\(publishFailures)", "error": "\(lastError)"])
         }
       }
       return true

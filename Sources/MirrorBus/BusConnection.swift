@@ -241,6 +241,18 @@ public final class BusConnection: @unchecked Sendable {
     }
   }
 
+  /// How many servers the connection knows: the URLs it was given and the
+  /// cluster's others the server told it of (1 for a single server). The
+  /// corresponding C function is `natsConnection_GetServers`.
+  public var knownServers: Int {
+    var servers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    var count: Int32 = 0
+    guard natsConnection_GetServers(nc, &servers, &count) == NATS_OK, let servers else { return 1 }
+    for i in 0..<Int(count) { free(servers[i]) }
+    free(servers)
+    return max(1, Int(count))
+  }
+
   /// Drains subscriptions and closes; in-flight callbacks finish first.
   /// Returns once libnats has closed the connection and run its closed
   /// callback (or after `timeout` and a second), so a process that exits

@@ -48,8 +48,10 @@ extension BusConnection {
   /// Binds to the bucket, creating it (one value per key, file storage)
   /// when it does not exist. The C functions are `js_KeyValue` and
   /// `js_CreateKeyValue`.
+  /// On a cluster the bucket is kept by up to three servers.
   public func keyValue(bucket: String, maxValueSize: Int32 = -1) async throws(NATSError) -> KeyValueStore {
-    try await Blocking.run { () throws(NATSError) in
+    let replicas = Int32(min(3, knownServers))
+    return try await Blocking.run { () throws(NATSError) in
       var kv: OpaquePointer?
       if js_KeyValue(&kv, self.js, bucket) == NATS_OK, let kv { return KeyValueStore(kv: kv, bucket: bucket) }
       var config = kvConfig()
@@ -60,6 +62,7 @@ extension BusConnection {
       config.History = 1
       config.MaxValueSize = maxValueSize
       config.StorageType = js_FileStorage
+      config.Replicas = replicas
       try natsCheck(js_CreateKeyValue(&kv, self.js, &config), "create key-value bucket \(bucket)")
       return KeyValueStore(kv: kv!, bucket: bucket)
     }

@@ -14,7 +14,9 @@ public final class DatabaseService: Service, Sendable {
   private let lastError = Mutex<String?>(nil)
 
   public init(settings: ServiceSettings, context: ServiceContext) throws(ConfigError) {
-    client = PostgresClient(url: settings.databaseURL, applicationName: settings.service, logger: context.logger)
+    client = PostgresClient(
+      url: settings.databaseURL, applicationName: settings.service, statementTimeout: settings.databaseStatementTimeout,
+      logger: context.logger)
     timescale = try context.config.oneOf("database.timescale", default: TimescaleMode.auto)
     logger = context.logger
     context.health.register("database") { [weak self] in
@@ -46,7 +48,8 @@ public final class DatabaseService: Service, Sendable {
       } catch {
         lastError.withLock { $0 = "\(error)" }
         logger.warning("database not ready; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-        try? await Task.sleep(for: delay)
+        let wait = delay
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
         delay = min(delay * 2, .seconds(10))
       }
     }

@@ -14,10 +14,24 @@ public final class PGConnection {
   /// Fails with a clear error (wrong password, unreachable server) within
   /// `connectTimeout` seconds unless the URL sets its own.
   /// The corresponding C function is `PQconnectdbParams`.
-  public init(url: String, applicationName: String = "mirror-stage", connectTimeout: Int = 5) throws(PostgresError) {
+  /// Every statement is bounded by `statementTimeout` (PostgreSQL's
+  /// `statement_timeout`; zero: none), and TCP keepalives and a user
+  /// timeout notice a server that went away without closing (a half-open
+  /// connection would otherwise block its caller forever).
+  public init(
+    url: String, applicationName: String = "mirror-stage", connectTimeout: Int = 5,
+    statementTimeout: Duration = .seconds(30)
+  ) throws(PostgresError) {
     // Earlier keywords are defaults; the expanded URL (dbname) overrides them.
-    let keywords = ["connect_timeout", "application_name", "dbname"]
-    let values = [String(connectTimeout), applicationName, url]
+    let ms =
+      statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+    let keywords = [
+      "connect_timeout", "application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+      "keepalives_count", "tcp_user_timeout", "options", "dbname",
+    ]
+    let values = [
+      String(connectTimeout), applicationName, "1", "15", "5", "3", "30000", "-c statement_timeout=\(ms)", url,
+    ]
     var k = keywords.map { UnsafePointer<CChar>(strdup($0)) }
     var v = values.map { UnsafePointer<CChar>(strdup($0)) }
     k.append(nil)
@@ -41,6 +55,10 @@ public final class PGConnection {
   }
 
   deinit { PQfinish(conn) }
+
+  /// What another thread may use to cancel the statement running on this
+  /// connection. The corresponding C function is `PQgetCancel`.
+  public func canceller() -> PGCanceller? { PQgetCancel(conn).map(PGCanceller.init) }
 
   /// False once the server has gone away.
   public var isHealthy: Bool { PQstatus(conn) == CONNECTION_OK }
@@ -148,6 +166,21 @@ public final class PGConnection {
 
 @available(*, unavailable)
 extension PGConnection: Sendable {}
+
+/// Cancels the statement running on a connection, from any thread (libpq
+/// allows `PQcancel` anywhere, even in a signal handler): the statement
+/// then fails with `queryCanceled`. The C functions are `PQcancel` and
+/// `PQfreeCancel`.
+public final class PGCanceller: @unchecked Sendable {
+  private let handle: OpaquePointer
+  init(_ handle: OpaquePointer) { self.handle = handle }
+  deinit { PQfreeCancel(handle) }
+
+  public func cancel() {
+    var buffer = [CChar](repeating: 0, count: 256)
+    _ = PQcancel(handle, &buffer, Int32(buffer.count))
+  }
+}
 
 /// The URL without its password, for logs and errors.
 public func redact(_ url: String) -> String {

@@ -1,5 +1,6 @@
 import Dispatch
 public import Logging
+import Synchronization
 
 /// A PostgreSQL connection shared by a service, on a thread of its own.
 ///
@@ -15,9 +16,18 @@ public final class PostgresClient: @unchecked Sendable {
   private let applicationName: String
   private let logger: Logger
 
-  public init(url: String, applicationName: String = "mirror-stage", logger: Logger) {
+  private let statementTimeout: Duration
+  /// The connection's canceller while a call runs on it.
+  private let running = Mutex<PGCanceller?>(nil)
+
+  /// `statementTimeout`: the longest a statement may run (then it fails
+  /// with `queryCanceled`, "canceling statement due to statement timeout").
+  public init(
+    url: String, applicationName: String = "mirror-stage", statementTimeout: Duration = .seconds(30), logger: Logger
+  ) {
     self.url = url
     self.applicationName = applicationName
+    self.statementTimeout = statementTimeout
     self.logger = logger
     self.queue = DispatchQueue(label: "mirrorstage.pg.\(applicationName)")
   }
@@ -27,11 +37,17 @@ public final class PostgresClient: @unchecked Sendable {
 
   /// Runs `body` with the connection on the client's thread, connecting
   /// first if needed.
+  /// A cancelled task cancels the statement it is running (`PQcancel`):
+  /// shutdown does not wait for a slow query.
   public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
-    let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-      queue.async {
-        continuation.resume(returning: Result { try self.runOnQueue(body) })
+    let result: Result<T, any Error> = await withTaskCancellationHandler {
+      await withCheckedContinuation { continuation in
+        queue.async {
+          continuation.resume(returning: Result { try self.runOnQueue(body) })
+        }
       }
+    } onCancel: {
+      running.withLock { $0 }?.cancel()
     }
     return try result.get()
   }
@@ -43,9 +59,12 @@ public final class PostgresClient: @unchecked Sendable {
     } else {
       if connection != nil { logger.warning("PostgreSQL connection lost; reconnecting") }
       connection = nil
-      conn = try PGConnection(url: url, applicationName: applicationName)
+      conn = try PGConnection(url: url, applicationName: applicationName, statementTimeout: statementTimeout)
       connection = conn
     }
+    let canceller = conn.canceller()
+    running.withLock { $0 = canceller }
+    defer { running.withLock { $0 = nil } }
     do {
       return try body(conn)
     } catch let error as PostgresError where error.sqlState.isConnectionProblem || !conn.isHealthy {

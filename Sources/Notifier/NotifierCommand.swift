@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MirrorService
+import MirrorServiceHTTP
 import MirrorServiceStore
 import MirrorStore
 import NotifierCore
@@ -18,7 +19,9 @@ struct NotifierCommand: AsyncParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() async throws {
-      try await ServiceRunner.run(service: "notifier", defaultHTTPPort: 9104, options: options) { context in
+      try await ServiceRunner.run(
+        service: "notifier", defaultHTTPPort: 9104, options: options, ops: HummingbirdOps.factory
+      ) { context in
         let c = context.config
         let rules: NotifierRules
         do {

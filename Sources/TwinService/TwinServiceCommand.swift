@@ -1,5 +1,6 @@
 import ArgumentParser
 import MirrorService
+import MirrorServiceHTTP
 import TwinCore
 
 @main
@@ -11,7 +12,9 @@ struct TwinServiceCommand: AsyncParsableCommand {
   @OptionGroup var options: CommonOptions
 
   func run() async throws {
-    try await ServiceRunner.run(service: "twin-service", defaultHTTPPort: 9103, options: options) { context in
+    try await ServiceRunner.run(
+      service: "twin-service", defaultHTTPPort: 9103, options: options, ops: HummingbirdOps.factory
+    ) { context in
       let c = context.config
       var settings = TwinService.Settings()
       settings.inventoryPath = c.string("twin.inventory")

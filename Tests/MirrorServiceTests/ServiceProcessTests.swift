@@ -53,6 +53,37 @@ import Testing
     #expect(log.contains("\"msg\":\"stopped\""), "\(log)")
   }
 
+  /// SIGTERM ends a service within `shutdown.grace` (2 s here) when its
+  /// database hangs (connections accepted, never answered) and when
+  /// neither NATS nor PostgreSQL can be reached; the log says it is
+  /// stopping.
+  @Test(arguments: ["ingest", "command-router", "notifier", "twin-service", "console"])
+  func sigtermEndsAServiceWithinTheGraceWhateverItWaitsFor(_ name: String) async throws {
+    let hung = try BlackHole()
+    let hungNATS = try BlackHole()
+    let closed = Harness.freePort()
+    var extra = ["--set", "shutdown.grace=2s", "--set", "nats.connect-timeout=10s"]
+    if name == "command-router" { extra += ["--set", "router.signing-key=\(try Self.routerKey())"] }
+    if name == "console" { extra += ["--set", "console.port=\(Harness.freePort())"] }
+    for (natsURL, dbURL) in [
+      (nats.url, "postgresql://mirror:mirror@127.0.0.1:\(hung.port)/mirror?connect_timeout=60"),
+      ("nats://127.0.0.1:\(hungNATS.port)", "postgresql://mirror:mirror@127.0.0.1:\(closed)/mirror"),
+    ] {
+      let (process, pipe) = try launch(
+        name, ["--nats-url", natsURL, "--database-url", dbURL, "--http", "127.0.0.1:\(Harness.freePort())"] + extra)
+      try await Task.sleep(for: .seconds(3))
+      #expect(process.isRunning, "\(name) is up, waiting")
+      let signalled = ContinuousClock.now
+      kill(process.processIdentifier, SIGTERM)
+      let exited = await Harness.waitUntil(timeout: .seconds(10)) { !process.isRunning }
+      let took = ContinuousClock.now - signalled
+      if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+      let log = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      #expect(exited && took < .milliseconds(2600), "\(name) took \(took) (\(natsURL)): \(log.suffix(2000))")
+      #expect(log.contains("\"msg\":\"stopping\""), "\(log.suffix(2000))")
+    }
+  }
+
   /// A router signing key made by `mirrorctl keys gen`; returns its path.
   static func routerKey() throws -> String {
     let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("router-\(UUID().uuidString)").path
@@ -116,4 +147,13 @@ import Testing
     #expect(process.terminationStatus != 0)
     #expect(output.contains("log.level"), "\(output)")
   }
+}
+
+/// A TCP port that accepts connections and never says a word (its
+/// backlog takes them; nothing reads): a hung server.
+final class BlackHole {
+  let fd: Int32
+  let port: Int
+  init() throws { (fd, port) = try Harness.listenLoopback(backlog: 128) }
+  deinit { close(fd) }
 }

@@ -264,3 +264,38 @@ import Testing
     #expect(newPid != pid)
   }
 }
+
+/// Statements are bounded: by the statement timeout, and by cancelling the
+/// task that waits for them.
+@Suite final class BoundedQueryTests {
+  let db: PostgresTestDatabase
+
+  init() throws { db = try PostgresTestDatabase("bounded") }
+
+  @Test func aQueryOverTheStatementTimeoutFailsWithAClearError() async throws {
+    let client = PostgresClient(url: db.url, statementTimeout: .milliseconds(300), logger: Harness.logger)
+    let started = ContinuousClock.now
+    let error = await #expect(throws: PostgresError.self) { try await client.query("SELECT pg_sleep(3)") }
+    #expect(ContinuousClock.now - started < .seconds(2))
+    #expect(error?.sqlState == .queryCanceled)
+    #expect("\(error.map { "\($0)" } ?? "")".contains("statement timeout"), "\(String(describing: error))")
+    // The connection is still good for the next statement.
+    #expect(try await client.query("SELECT 1").rows.count == 1)
+  }
+
+  @Test func cancellingTheWaitingTaskCancelsTheStatement() async throws {
+    let client = PostgresClient(url: db.url, logger: Harness.logger)
+    _ = try await client.query("SELECT 1")
+    let started = ContinuousClock.now
+    let slow = Task { try await client.query("SELECT pg_sleep(20)") }
+    try await Task.sleep(for: .milliseconds(300))
+    slow.cancel()
+    let result = await slow.result
+    #expect(ContinuousClock.now - started < .seconds(5))
+    guard case .failure(let error as PostgresError) = result else {
+      Issue.record("the statement was not cancelled: \(result)")
+      return
+    }
+    #expect(error.sqlState == .queryCanceled, "\(error)")
+  }
+}

@@ -33,19 +33,9 @@ public final class HTTPReceiver: Sendable {
   private let state = State()
 
   public init() throws {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let (fd, port) = try Harness.listenLoopback()
     self.fd = fd
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        Glibc.bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
-      }
-    }
-    guard ok, listen(fd, 16) == 0 else { throw HarnessError("HTTPReceiver cannot listen") }
-    port = Int(UInt16(bigEndian: addr.sin_port))
+    self.port = port
     let thread = Thread { [fd, state] in
       while true {
         let client = accept(fd, nil, nil)

@@ -186,10 +186,29 @@ extension Harness {
 
 extension Harness {
   /// One plain GET to a local port: status and body (nil: no answer).
+  /// A listening TCP socket on 127.0.0.1 and a free port.
+  public static func listenLoopback(backlog: Int32 = 16) throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        Glibc.bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+      }
+    }
+    guard fd >= 0, ok, listen(fd, backlog) == 0 else {
+      if fd >= 0 { close(fd) }
+      throw HarnessError("cannot listen on 127.0.0.1")
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+  }
+
   public static func httpGet(_ port: Int, _ path: String) -> (status: Int, body: String)? {
     guard let fd = Harness.connectTCP(port) else { return nil }
     defer { close(fd) }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
     _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     var response: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)

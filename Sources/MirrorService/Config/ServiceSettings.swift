@@ -7,11 +7,14 @@ public struct ServiceSettings: Sendable {
   public var service: String
   public var bus: BusOptions
   public var databaseURL: String
+  /// The longest a PostgreSQL statement may run (`database.statement-timeout`).
+  public var databaseStatementTimeout: Duration
   public var httpHost: String
   public var httpPort: Int
   public var logLevel: Logger.Level
   public var logFormat: LogFormat
-  /// Time allowed for in-flight work after SIGTERM.
+  /// Time allowed for in-flight work after SIGTERM: a second before it
+  /// what is left is cancelled, at it the process exits whatever still runs.
   public var shutdownGrace: Duration
 
   public enum LogFormat: String, Sendable, CaseIterable { case json, text }
@@ -54,5 +57,6 @@ public struct ServiceSettings: Sendable {
     logLevel = parsed
     logFormat = try c.oneOf("log.format", default: LogFormat.json)
     shutdownGrace = try c.duration("shutdown.grace", default: .seconds(10))
+    databaseStatementTimeout = try c.duration("database.statement-timeout", default: .seconds(30))
   }
 }

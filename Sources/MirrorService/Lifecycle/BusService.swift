@@ -1,4 +1,5 @@
 public import Logging
+import Metrics
 public import MirrorBus
 public import ServiceLifecycle
 import Synchronization
@@ -10,6 +11,8 @@ public final class BusService: Service, Sendable {
   private let options: BusOptions
   private let streams: [StreamConfig]
   private let logger: Logger
+  /// `nats.stream-replicas`: nil = as many as the cluster has servers, up to 3.
+  private let replicas: Int?
   private let state = Mutex(State())
 
   /// The connection once made, and everyone waiting for it: all of them are
@@ -25,6 +28,9 @@ public final class BusService: Service, Sendable {
     self.options = options
     self.streams = streams
     self.logger = context.logger
+    replicas = (try? context.config.int("nats.stream-replicas", default: 0, range: 0...5)).flatMap {
+      $0 == 0 ? nil : $0
+    }
     context.health.register("nats") { [weak self] in
       guard let bus = self?.state.withLock({ $0.bus }) else {
         return .init(healthy: false, detail: "not connected yet")
@@ -74,14 +80,19 @@ public final class BusService: Service, Sendable {
     while bus == nil, !Task.isCancelled, !Task.isShuttingDownGracefully {
       do {
         let connected = try await BusConnection.connect(options, logger: logger)
-        for stream in streams {
+        // On a cluster every stream is kept by three servers (R3), so one
+        // can be lost; a single server keeps one copy.
+        let copies = replicas ?? min(3, connected.knownServers)
+        for var stream in streams {
+          stream.replicas = copies
           try await connected.ensureStream(stream)
-          logger.debug("stream ready", metadata: ["stream": "\(stream.name)"])
+          logger.debug("stream ready", metadata: ["stream": "\(stream.name)", "replicas": "\(copies)"])
         }
         bus = connected
       } catch {
         logger.warning("NATS not ready; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-        try? await Task.sleep(for: delay + .milliseconds(Int.random(in: 0...Int(delay.wholeMilliseconds / 2))))
+        let wait = delay + .milliseconds(Int.random(in: 0...Int(delay.wholeMilliseconds / 2)))
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
         delay = min(delay * 2, .seconds(10))
       }
     }
@@ -108,7 +119,7 @@ extension BusConnection {
         logger.warning(
           "consumer not ready; retrying",
           metadata: ["durable": "\(config.durable)", "stream": "\(stream)", "error": "\(error)"])
-        try? await Task.sleep(for: retry)
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: retry) }
       }
     }
     return nil
@@ -124,7 +135,12 @@ extension BusConnection {
   ) async {
     guard let consumer = await pullConsumerRetrying(stream: stream, config, logger: logger) else { return }
     while !Task.isCancelled {
-      guard let messages = try? await consumer.fetch(batch: batch, timeout: .milliseconds(500)) else {
+      let messages: [JetStreamMessage]
+      do {
+        messages = try await consumer.fetch(batch: batch, timeout: .milliseconds(500))
+      } catch {
+        Counter(label: "bus_fetch_failures_total", dimensions: [("durable", config.durable)]).increment()
+        logger.warning("cannot fetch; retrying", metadata: ["durable": "\(config.durable)", "error": "\(error)"])
         try? await Task.sleep(for: .milliseconds(500))
         continue
       }
