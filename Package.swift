@@ -34,6 +34,8 @@ let package = Package(
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
     .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.0"),
     .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+    .package(url: "https://github.com/apple/swift-certificates", from: "1.0.0"),
+    .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
   ],
   targets: [
     // C libraries, one system module each.
@@ -64,6 +66,15 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Yams", package: "Yams"),
+      ],
+      swiftSettings: strict),
+    // The EGO services' operations endpoint on Hummingbird: not linked into the agent.
+    .target(
+      name: "MirrorServiceHTTP",
+      dependencies: [
+        "MirrorService", .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strict),
     // The database part of a service (migrations, health): not linked into the agent.
@@ -151,20 +162,26 @@ let package = Package(
     // Executables: configuration, wiring, lifecycle.
     .executableTarget(
       name: "Console",
-      dependencies: ["MirrorService", "MirrorServiceStore", "ConsoleCore", argumentParser],
+      dependencies: ["MirrorService", "MirrorServiceStore", "MirrorServiceHTTP", "ConsoleCore", argumentParser],
       swiftSettings: strict),
     .executableTarget(
-      name: "Ingest", dependencies: ["MirrorService", "MirrorStore", "IngestCore", argumentParser],
+      name: "Ingest",
+      dependencies: ["MirrorService", "MirrorServiceHTTP", "MirrorStore", "IngestCore", argumentParser],
       swiftSettings: strict),
     .executableTarget(
       name: "CommandRouter",
-      dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", "CommandRouterCore", argumentParser],
+      dependencies: [
+        "MirrorService", "MirrorServiceStore", "MirrorServiceHTTP", "MirrorStore", "CommandRouterCore", argumentParser,
+      ],
       swiftSettings: strict),
     .executableTarget(
-      name: "TwinService", dependencies: ["MirrorService", "TwinCore", argumentParser], swiftSettings: strict),
+      name: "TwinService", dependencies: ["MirrorService", "MirrorServiceHTTP", "TwinCore", argumentParser],
+      swiftSettings: strict),
     .executableTarget(
       name: "Notifier",
-      dependencies: ["MirrorService", "MirrorServiceStore", "MirrorStore", "NotifierCore", argumentParser],
+      dependencies: [
+        "MirrorService", "MirrorServiceStore", "MirrorServiceHTTP", "MirrorStore", "NotifierCore", argumentParser,
+      ],
       swiftSettings: strict),
     .executableTarget(
       name: "Reflector", dependencies: ["MirrorService", "ReflectorCore", argumentParser], swiftSettings: strict,
@@ -178,6 +195,7 @@ let package = Package(
         "MirrorService", "MirrorBus", "MirrorWire", "MirrorStore", "CommandRouterCore", "NotifierCore", "ConsoleCore",
         argumentParser,
         .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
       ], swiftSettings: strict),
 
     // Benchmarks (run by bench/run.sh, never by the tests).
@@ -198,6 +216,8 @@ let package = Package(
     .testTarget(name: "MirrorWireTests", dependencies: ["MirrorWire", "TestSupport"], swiftSettings: strict),
     .testTarget(name: "MirrorBusTests", dependencies: ["MirrorBus", "TestSupport"], swiftSettings: strict),
     .testTarget(name: "MirrorStoreTests", dependencies: ["MirrorStore", "TestSupport"], swiftSettings: strict),
+    // mirrorctl's own logic (NKey encoding), through @testable import of the executable.
+    .testTarget(name: "MirrorctlTests", dependencies: ["Mirrorctl"], swiftSettings: strict),
     .testTarget(
       name: "ReflectorTests",
       dependencies: [
@@ -242,8 +262,35 @@ let package = Package(
     .testTarget(
       name: "MirrorServiceTests",
       dependencies: [
-        "MirrorService", "MirrorServiceStore", "MirrorStore", "TestSupport",
+        "MirrorService", "MirrorServiceStore", "MirrorServiceHTTP", "MirrorStore", "TestSupport",
         .product(name: "Logging", package: "swift-log"),
       ], swiftSettings: strict),
   ]
 )
+
+// Fuzz targets (bench/fuzz.sh, issue 17): declared only when MIRROR_FUZZ is
+// set, so normal builds and CI never see them. Each defines libFuzzer's
+// LLVMFuzzerTestOneInput and no main; build one with
+// bench/fuzz.sh (`MIRROR_FUZZ=1 swift build --build-path .build-fuzz --sanitize=fuzzer --sanitize=address
+// -Xswiftc -sanitize=fuzzer,address --product NAME`).
+if Context.environment["MIRROR_FUZZ"] != nil {
+  let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+    ("FuzzWire", ["MirrorWire", "TestSupport"]),
+    ("FuzzWireJSON", ["MirrorWire", "TestSupport"]),
+    ("FuzzConfig", ["MirrorService", "ReflectorCore", "ConsoleCore"]),
+    ("FuzzRules", ["MirrorService", "MirrorWire", "NotifierCore", "TestSupport"]),
+    ("FuzzInventory", ["MirrorService", "MirrorWire", "TwinCore", "TestSupport"]),
+    ("FuzzPolicy", ["ReflectorCore"]),
+    ("FuzzConsole", ["ConsoleCore", "MirrorWire"]),
+  ]
+  // The wire arena allocates block by block, so AddressSanitizer sees
+  // the bounds of each C allocation (Sources/MirrorWire/CBridged.swift).
+  for t in package.targets where t.name == "MirrorWire" {
+    t.swiftSettings = (t.swiftSettings ?? []) + [.define("MIRROR_FUZZ_ARENA")]
+  }
+  for t in fuzzTargets {
+    package.targets.append(
+      .executableTarget(
+        name: t.name, dependencies: t.dependencies, path: "bench/Fuzz/\(t.name)", swiftSettings: strict))
+  }
+}

@@ -116,6 +116,10 @@ public final class PullConsumer: @unchecked Sendable {
     var cc = jsConsumerConfig()
     jsConsumerConfig_Init(&cc)
     cc.Durable = UnsafePointer(durable)
+    // With a name, libnats creates through `CONSUMER.CREATE.<stream>.<name>.<filter>`
+    // (not `CONSUMER.DURABLE.CREATE`), whose filter the server checks
+    // against the body: the only form a confined host's permissions allow.
+    cc.Name = UnsafePointer(durable)
     cc.FilterSubject = UnsafePointer(filter)
     cc.AckPolicy = js_AckExplicit
     cc.AckWait = config.ackWait.natsNanoseconds
@@ -128,7 +132,16 @@ public final class PullConsumer: @unchecked Sendable {
       // allows, and bind to it either way.
       jerr = jsErrCode(0)
       added = js_UpdateConsumer(nil, connection.js, streamName, &cc, nil, &jerr)
-      if added != NATS_OK { added = NATS_OK }
+      if added != NATS_OK {
+        // Bound with its old settings: say which could not change.
+        connection.logger.warning(
+          "consumer kept its earlier settings",
+          metadata: [
+            "durable": "\(config.durable)", "stream": "\(stream)",
+            "error": "\(String(cString: natsStatus_GetText(added))) (JetStream error \(jerr.rawValue))",
+          ])
+        added = NATS_OK
+      }
     }
     try natsCheck(added, "create consumer \(config.durable) on \(stream)", jsCode: jerr)
     subOpts.Stream = UnsafePointer(streamName)

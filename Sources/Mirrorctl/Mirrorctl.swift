@@ -12,18 +12,32 @@ struct Mirrorctl: AsyncParsableCommand {
       HostsCommand.self, TopCommand.self, QueryCommand.self, TailCommand.self, ExecCommand.self, ShellCommand.self,
       ForwardCommand.self,
       CommandsCommand.self,
-      AlertsCommand.self, TwinCommand.self, KeysCommand.self, CredsCommand.self, UsersCommand.self,
+      AlertsCommand.self, TwinCommand.self, KeysCommand.self, CredsCommand.self, CertsCommand.self, UsersCommand.self,
     ])
 }
 
-/// How mirrorctl reaches NATS: flags, else MIRROR_NATS_URL / MIRROR_NATS_CREDS,
-/// else the local server.
+/// How mirrorctl reaches NATS: flags, else MIRROR_NATS_URL / MIRROR_NATS_CREDS
+/// / MIRROR_NATS_NKEY / MIRROR_NATS_TLS_*, else the local server.
 struct ConnectionOptions: ParsableArguments {
   @Option(name: .customLong("nats-url"), help: "NATS server URL(s), comma-separated (env MIRROR_NATS_URL).")
   var natsURL: String?
 
   @Option(name: .customLong("creds"), help: "NATS credentials file (env MIRROR_NATS_CREDS).")
   var credentials: String?
+
+  @Option(
+    name: .customLong("nkey"),
+    help: "NKey seed file, e.g. services.nk of mirrorctl creds (env MIRROR_NATS_NKEY).")
+  var nkey: String?
+
+  @Option(name: .customLong("tls-ca"), help: "CA of the server's certificate (env MIRROR_NATS_TLS_CA).")
+  var tlsCA: String?
+
+  @Option(name: .customLong("tls-cert"), help: "Client certificate (env MIRROR_NATS_TLS_CERT).")
+  var tlsCert: String?
+
+  @Option(name: .customLong("tls-key"), help: "Client certificate's key (env MIRROR_NATS_TLS_KEY).")
+  var tlsKey: String?
 
   @Option(name: .customLong("inbox-prefix"), help: "Inbox prefix for replies (for confined NATS users).")
   var inboxPrefix: String?
@@ -34,8 +48,19 @@ struct ConnectionOptions: ParsableArguments {
   func connect() async throws -> BusConnection {
     let env = ProcessInfo.processInfo.environment
     let urls = (natsURL ?? env["MIRROR_NATS_URL"] ?? "nats://127.0.0.1:4222").split(separator: ",").map(String.init)
+    let seedFile = nkey ?? env["MIRROR_NATS_NKEY"]
+    var publicKey: String?
+    if let seedFile {
+      do {
+        publicKey = try NKey(seed: String(contentsOfFile: seedFile, encoding: .utf8)).publicKey
+      } catch {
+        throw Failure("cannot read the NKey seed \(seedFile): \(error)")
+      }
+    }
     let options = BusOptions(
       urls: urls, name: "mirrorctl", credentialsFile: credentials ?? env["MIRROR_NATS_CREDS"],
+      nkeySeedFile: seedFile, nkeyPublicKey: publicKey, tlsCAFile: tlsCA ?? env["MIRROR_NATS_TLS_CA"],
+      tlsCertFile: tlsCert ?? env["MIRROR_NATS_TLS_CERT"], tlsKeyFile: tlsKey ?? env["MIRROR_NATS_TLS_KEY"],
       inboxPrefix: inboxPrefix, maxReconnect: 0)
     var logger = Logger(label: "mirrorctl")
     logger.logLevel = .critical

@@ -11,6 +11,9 @@ public final class NATSTestServer: @unchecked Sendable {
   private let extraArguments: [String]
 
   public var url: String { "nats://127.0.0.1:\(port)" }
+  /// The server's log (`-l`): what a failed test can be read against, and
+  /// how `reload()` knows the server is done.
+  public var logFile: URL { storeDirectory.appendingPathExtension("log") }
 
   /// Starts a server; `arguments` are added (e.g. `-c` with a config file).
   public init(arguments: [String] = []) throws {
@@ -23,6 +26,7 @@ public final class NATSTestServer: @unchecked Sendable {
   deinit {
     stop()
     try? FileManager.default.removeItem(at: storeDirectory)
+    try? FileManager.default.removeItem(at: logFile)
   }
 
   /// Starts the server (again) on the same port and store.
@@ -32,7 +36,8 @@ public final class NATSTestServer: @unchecked Sendable {
     guard process == nil else { return }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: try Harness.which("nats-server"))
-    p.arguments = ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDirectory.path] + extraArguments
+    p.arguments =
+      ["-js", "-a", "127.0.0.1", "-p", "\(port)", "-sd", storeDirectory.path, "-l", logFile.path] + extraArguments
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
     try p.run()
@@ -45,6 +50,28 @@ public final class NATSTestServer: @unchecked Sendable {
       }
       usleep(20_000)
     }
+  }
+
+  /// Makes the running server read its configuration file again (SIGHUP,
+  /// what `nats-server --signal reload` sends) and waits until it says it
+  /// has; throws with the server's own message if it refused the new one.
+  public func reload(timeout: Duration = .seconds(10)) throws {
+    let pid: Int32? = lock.withLock { process?.processIdentifier }
+    guard let pid else { throw HarnessError("nats-server is not running") }
+    func log() -> [Substring] {
+      ((try? String(contentsOf: logFile, encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+    let before = log().count
+    kill(pid, SIGHUP)
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      for line in log().dropFirst(before) {
+        if line.contains("Reloaded server configuration") { return }
+        if line.contains("Failed to reload") { throw HarnessError("nats-server: \(line)") }
+      }
+      usleep(20_000)
+    }
+    throw HarnessError("nats-server did not reload within \(timeout)")
   }
 
   /// Stops the server and waits for it to exit.
