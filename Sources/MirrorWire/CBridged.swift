@@ -68,22 +68,30 @@ final class CArena {
 
   /// `size` bytes aligned to 16.
   func allocateBytes(_ size: Int) -> UnsafeMutableRawPointer {
-    let rounded = (max(size, 1) + 15) & ~15
-    if rounded > remaining {
-      if rounded > Self.chunkSize / 4 {
-        let block = malloc(rounded)!
-        chunks.append(block)
-        return block
+    #if MIRROR_FUZZ_ARENA
+      // Fuzz builds (bench/fuzz.sh): a block of its own per allocation, so
+      // AddressSanitizer catches an access past the end of any one of them.
+      let block = malloc(max(size, 1))!
+      chunks.append(block)
+      return block
+    #else
+      let rounded = (max(size, 1) + 15) & ~15
+      if rounded > remaining {
+        if rounded > Self.chunkSize / 4 {
+          let block = malloc(rounded)!
+          chunks.append(block)
+          return block
+        }
+        let chunk = malloc(Self.chunkSize)!
+        chunks.append(chunk)
+        next = chunk
+        remaining = Self.chunkSize
       }
-      let chunk = malloc(Self.chunkSize)!
-      chunks.append(chunk)
-      next = chunk
-      remaining = Self.chunkSize
-    }
-    let p = next!
-    next = p + rounded
-    remaining -= rounded
-    return p
+      let p = next!
+      next = p + rounded
+      remaining -= rounded
+      return p
+    #endif
   }
 
   func allocate<T>(_: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {

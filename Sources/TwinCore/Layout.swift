@@ -69,13 +69,15 @@ public struct ForceLayout: Sendable {
         maxX = max(maxX, x[i])
         maxY = max(maxY, y[i])
       }
-      let cols = max(1, min(4096, Int((maxX - minX) / cell) + 1))
-      let rows = max(1, min(4096, Int((maxY - minY) / cell) + 1))
+      // Clamped before the conversion to Int, which traps beyond Int's
+      // range (pins far apart) and on NaN or infinity (positions gone so).
+      let cols = Int(min(4095, max(0, (maxX - minX) / cell))) + 1
+      let rows = Int(min(4095, max(0, (maxY - minY) / cell))) + 1
       var start = [Int](repeating: 0, count: cols * rows + 1)
       var cellOf = [Int](repeating: 0, count: count)
       for i in 0..<count {
-        let c = min(cols - 1, Int((x[i] - minX) / cell))
-        let r = min(rows - 1, Int((y[i] - minY) / cell))
+        let c = Int(min(Double(cols - 1), max(0, (x[i] - minX) / cell)))
+        let r = Int(min(Double(rows - 1), max(0, (y[i] - minY) / cell)))
         cellOf[i] = r * cols + c
         start[cellOf[i] + 1] += 1
       }

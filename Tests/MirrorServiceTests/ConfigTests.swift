@@ -93,6 +93,33 @@ import Testing
     #expect(throws: ConfigError.self) { try values.duration("e", default: .zero) }
   }
 
+  /// Found writing bench/fuzz.sh (FuzzConfig, FuzzRules and FuzzPolicy
+  /// crash on it): a duration beyond Int64 milliseconds trapped converting
+  /// to Int64.
+  @Test(
+    "a duration too long for Int64 milliseconds is an error that names its key",
+    arguments: ["1e20s", "9223372036854775808ms", "99999999999999999999d", "1e308h"])
+  func hugeDurations(_ raw: String) throws {
+    #expect(ConfigValues.parseDuration(raw) == nil)
+    let values = try ConfigValues.parse(yaml: "shutdown:\n  grace: \(raw)\n", file: "fuzz.yaml")
+    let error = #expect(throws: ConfigError.self) {
+      try ServiceSettings(service: "t", defaultHTTPPort: 1, config: values)
+    }
+    #expect(error?.key == "shutdown.grace")
+    #expect(error?.source == "fuzz.yaml")
+    #expect(ConfigValues.parseDuration("100000000000000s") == .seconds(100_000_000_000_000))
+  }
+
+  /// Found by bench/fuzz.sh (FuzzPolicy, minimised to `? a:`): Yams stops
+  /// the process on a map key that is not a single value.
+  @Test("a map key that is a map or a list is an error", arguments: ["? a:", "nats:\n  ? [a, b]\n  : 1\n"])
+  func complexKeys(_ yaml: String) throws {
+    let error = #expect(throws: ConfigError.self) { try ConfigValues.parse(yaml: yaml, file: "fuzz.yaml") }
+    #expect(error?.key == "--config")
+    #expect(error?.description.contains("a map key must be a single value") == true)
+    #expect(try ConfigValues.parse(yaml: "nats:\n  ? user\n  : bob\n", file: "ok.yaml").string("nats.user") == "bob")
+  }
+
   @Test func setFlagMustBeKeyEqualsValue() throws {
     let bad = try CommonOptions.parse(["--set", "novalue"])
     #expect(throws: ConfigError.self) { try bad.configValues(environment: [:]) }

@@ -110,6 +110,8 @@ import Yams
       ("rules:\n  - name: a\n    kind: thresold\n", 3, "is not one of"),
       ("rules:\n  - name: a\n    kind: threshold\n    metric: cpu.percent\n    op: '>'\n", 2, "'value' is required"),
       ("rules:\n  - name: a\n    kind: absence\n    for: soon\n", 4, "must be a duration"),
+      // Found writing bench/fuzz.sh (FuzzRules): beyond Int64 milliseconds, it trapped.
+      ("settings:\n  group-wait: 1e20s\n", 2, "must be a duration"),
       ("rules:\n  - name: a\n    kind: absence\n    severity: panic\n", 4, "info, warning or critical"),
       ("rules:\n  - name: a\n    kind: absence\n    colour: red\n", 4, "unknown key 'colour'"),
       ("rules:\n  - name: a\n    kind: event\n    events: [disk_on_fire]\n", 4, "unknown event"),

@@ -254,6 +254,13 @@ struct TestRouter {
       ("output_limit: -5", "policy.output_limit"),
       ("colour: blue", "policy.colour"),
       ("commands: [[a, b]\n  - x: [", "commands.policy"),
+      // Found writing bench/fuzz.sh (FuzzPolicy): beyond Int64 milliseconds, they trapped.
+      ("timeout_max: 1e20m", "policy.timeout_max"),
+      ("sessions:\n  idle_timeout: 1e20m", "policy.sessions.idle_timeout"),
+      // Found by bench/fuzz.sh (FuzzPolicy, minimised): a key that is a map
+      // or a list stopped the process inside Yams.
+      ("? a:", "commands.policy"),
+      ("sessions: {[a, b]: 1}", "commands.policy"),
     ])
   func badPolicy(_ yaml: String, _ key: String) throws {
     let path = try write(yaml)

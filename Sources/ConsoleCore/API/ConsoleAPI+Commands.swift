@@ -242,15 +242,7 @@ extension ConsoleAPI {
   func submit(_ request: Request, _ context: ConsoleContext) async throws -> SubmitAnswer {
     let session = try requireRunner(context)
     let body = try await request.decode(as: SubmitRequest.self, context: context)
-    guard let bytes = Data(base64Encoded: body.request), bytes.count <= 64 * 1024,
-      var command = try? CommandRequest(decoding: [UInt8](bytes))
-    else { throw APIError.badRequest("request is not a base64 CommandRequest") }
-    if let signature = body.signature {
-      guard let sig = Data(base64Encoded: signature), sig.count == 64 else {
-        throw APIError.badRequest("signature is not a base64 Ed25519 signature")
-      }
-      command.operatorSignature = [UInt8](sig)
-    }
+    let command = try Self.command(of: body)
     let signer = command.operatorKeyId.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
     guard signer == session.user, command.requester.isEmpty || command.requester == session.user else {
       throw APIError.forbidden("the command is signed as '\(command.operatorKeyId)', not as '\(session.user)'")
@@ -291,6 +283,21 @@ extension ConsoleAPI {
     let state = apiName(answer.state.description, prefix: "COMMAND_STATE_")
     return SubmitAnswer(
       id: answer.commandId, commandId: answer.commandId, state: state, hosts: answer.hosts, reason: answer.reason)
+  }
+
+  /// The command a submit body carries: its base64 CommandRequest, with
+  /// the browser's signature when the body has one.
+  static func command(of body: SubmitRequest) throws -> CommandRequest {
+    guard let bytes = Data(base64Encoded: body.request), bytes.count <= 64 * 1024,
+      var command = try? CommandRequest(decoding: [UInt8](bytes))
+    else { throw APIError.badRequest("request is not a base64 CommandRequest") }
+    if let signature = body.signature {
+      guard let sig = Data(base64Encoded: signature), sig.count == 64 else {
+        throw APIError.badRequest("signature is not a base64 Ed25519 signature")
+      }
+      command.operatorSignature = [UInt8](sig)
+    }
+    return command
   }
 
   // MARK: History

@@ -183,25 +183,31 @@ struct ConsoleAPI: Sendable {
 
   func series(_ request: Request, _ context: ConsoleContext) async throws -> SeriesAnswer {
     let name = try context.parameters.require("name")
-    let q = request.uri.queryParameters
-    guard let metric = q["metric"].map(String.init), !metric.isEmpty else {
-      throw APIError.badRequest("metric is required")
-    }
-    let now = Date().unixMilliseconds
-    let from = q["from"].flatMap { Int64($0) } ?? now - 3_600_000
-    let to = q["to"].flatMap { Int64($0) } ?? now
-    guard from < to, to - from <= 400 * 86_400_000 else {
-      throw APIError.badRequest("from must be before to (400 days at most)")
-    }
-    let step = q["step"].flatMap { UInt32($0) } ?? 0
-    let answer = try await rpc.query(
-      MetricsQueryRequest(hosts: [name], metric: metric, startUnixMs: from, endUnixMs: to, stepSeconds: step))
+    let query = try Self.seriesQuery(host: name, request.uri.queryParameters, nowMs: Date().unixMilliseconds)
+    let answer = try await rpc.query(query)
     return SeriesAnswer(
-      metric: metric, source: apiName(answer.source.description, prefix: "SERIES_SOURCE_"),
+      metric: query.metric, source: apiName(answer.source.description, prefix: "SERIES_SOURCE_"),
       stepSeconds: answer.stepSeconds,
       series: answer.series.map { s in
         .init(key: s.key, points: s.points.map { [Double($0.bucketUnixMs), $0.average, $0.minimum, $0.maximum] })
       })
+  }
+
+  /// A series request's query: `metric`, and optionally `from` and `to`
+  /// (Unix ms, the last hour by default) and `step` (seconds).
+  static func seriesQuery(host: String, _ q: Parameters, nowMs now: Int64) throws -> MetricsQueryRequest {
+    guard let metric = q["metric"].map(String.init), !metric.isEmpty else {
+      throw APIError.badRequest("metric is required")
+    }
+    let from = q["from"].flatMap { Int64($0) } ?? now - 3_600_000
+    let to = q["to"].flatMap { Int64($0) } ?? now
+    // `to - from` overflows for a `from` far in the past: a 400 error, not a crash.
+    let (span, overflow) = to.subtractingReportingOverflow(from)
+    guard from < to, !overflow, span <= 400 * 86_400_000 else {
+      throw APIError.badRequest("from must be before to (400 days at most)")
+    }
+    let step = q["step"].flatMap { UInt32($0) } ?? 0
+    return MetricsQueryRequest(hosts: [host], metric: metric, startUnixMs: from, endUnixMs: to, stepSeconds: step)
   }
 
   // MARK: Alerts and commands

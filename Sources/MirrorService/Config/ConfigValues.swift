@@ -1,5 +1,4 @@
 import Foundation
-import Yams
 
 /// A configuration key that is missing or wrong; names the key and where
 /// its value came from.
@@ -42,29 +41,38 @@ public struct ConfigValues: Sendable {
   public static func load(file path: String?, environment: [String: String], overrides: [String: String]) throws
     -> ConfigValues
   {
-    var values: [String: String] = [:]
-    if let path {
-      let text: String
-      do {
-        text = try String(contentsOfFile: path, encoding: .utf8)
-      } catch {
-        throw ConfigError(
-          key: "--config", problem: "cannot read \(path): \(error.localizedDescription)", source: "flags")
-      }
-      let parsed: Any?
-      do {
-        parsed = try Yams.load(yaml: text)
-      } catch {
-        throw ConfigError(key: "--config", problem: "\(path) is not valid YAML: \(error)", source: path)
-      }
-      if let parsed {
-        guard let map = parsed as? [String: Any] else {
-          throw ConfigError(key: "--config", problem: "\(path) must hold a map of settings", source: path)
-        }
-        flatten(map, prefix: "", into: &values)
-      }
+    guard let path else {
+      return ConfigValues(fileValues: [:], fileName: "file", environment: environment, overrides: overrides)
     }
-    return ConfigValues(fileValues: values, fileName: path ?? "file", environment: environment, overrides: overrides)
+    let text: String
+    do {
+      text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+      throw ConfigError(
+        key: "--config", problem: "cannot read \(path): \(error.localizedDescription)", source: "flags")
+    }
+    return try parse(yaml: text, file: path, environment: environment, overrides: overrides)
+  }
+
+  /// Reads the text of a YAML configuration file; `file` names it in
+  /// errors. What `load` does once it has read the file.
+  public static func parse(
+    yaml text: String, file path: String, environment: [String: String] = [:], overrides: [String: String] = [:]
+  ) throws(ConfigError) -> ConfigValues {
+    var values: [String: String] = [:]
+    let parsed: Any?
+    do {
+      parsed = try YAMLValue.untyped(text, file: path)
+    } catch {
+      throw ConfigError(key: "--config", problem: "\(path) is not valid YAML: \(error)", source: path)
+    }
+    if let parsed {
+      guard let map = parsed as? [String: Any] else {
+        throw ConfigError(key: "--config", problem: "\(path) must hold a map of settings", source: path)
+      }
+      flatten(map, prefix: "", into: &values)
+    }
+    return ConfigValues(fileValues: values, fileName: path, environment: environment, overrides: overrides)
   }
 
   private static func flatten(_ map: [String: Any], prefix: String, into out: inout [String: String]) {
@@ -151,8 +159,11 @@ public struct ConfigValues: Sendable {
     let s = raw.trimmingCharacters(in: .whitespaces).lowercased()
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
     for (suffix, seconds) in units where s.hasSuffix(suffix) {
-      guard let n = Double(s.dropLast(suffix.count)), n >= 0, n.isFinite else { return nil }
-      return .milliseconds(Int64((n * seconds * 1000).rounded()))
+      // Int64(exactly:): nil, not a crash, beyond Int64 milliseconds.
+      guard let n = Double(s.dropLast(suffix.count)), n >= 0, n.isFinite,
+        let ms = Int64(exactly: (n * seconds * 1000).rounded())
+      else { return nil }
+      return .milliseconds(ms)
     }
     return nil
   }

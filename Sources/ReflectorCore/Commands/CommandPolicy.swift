@@ -1,6 +1,5 @@
 import Foundation
 import MirrorService
-import Yams
 
 #if canImport(Glibc)
   import Glibc
@@ -65,8 +64,14 @@ public struct CommandPolicy: Sendable, Hashable {
     do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
       throw ConfigError(key: "commands.policy", problem: "cannot read \(path)", source: path)
     }
+    return try parse(text: text, source: path)
+  }
+
+  /// Reads the text of a policy file; `source` names it in errors. What
+  /// `load` does once it has read the file.
+  public static func parse(text: String, source path: String) throws -> CommandPolicy {
     let yaml: Any?
-    do { yaml = try Yams.load(yaml: text) } catch {
+    do { yaml = try YAMLValue.untyped(text, file: path) } catch {
       throw ConfigError(key: "commands.policy", problem: "not valid YAML: \(error)", source: path)
     }
     var p = CommandPolicy()
