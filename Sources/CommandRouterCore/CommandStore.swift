@@ -243,15 +243,22 @@ public enum CommandStore {
       [id, CommandState.aggregate(states).stored])
   }
 
-  /// Targets recorded but never dispatched (a router stopped in between).
-  public static func undispatched(on conn: PGConnection) throws -> [(
+  /// Targets recorded but never dispatched (a router stopped in between,
+  /// or their publish failed). `olderThan`: only those of commands recorded
+  /// at least that long ago and not past their deadline (a running
+  /// router's retry, which leaves alone what is being dispatched now).
+  public static func undispatched(olderThan age: Duration? = nil, on conn: PGConnection) throws -> [(
     request: CommandRequest, host: String, via: String
   )] {
-    try conn.query(
+    let recent =
+      age == nil
+      ? "" : "AND c.submitted_at < now() - make_interval(secs => $1 / 1000.0) AND c.deadline_at > now()"
+    let parameters: [(any PGEncodable)?] = age.map { [$0.wholeMilliseconds] } ?? []
+    return try conn.query(
       """
       SELECT c.request, t.host, t.via FROM command_targets t JOIN commands c ON c.id = t.command_id
-      WHERE t.state = 'pending' ORDER BY c.submitted_at
-      """
+      WHERE t.state = 'pending' \(recent) ORDER BY c.submitted_at
+      """, parameters
     ).rows.map { row in
       (
         try CommandRequest(decoding: try row.decode(PGBytes.self, 0).bytes), try row.decode(String.self, 1),

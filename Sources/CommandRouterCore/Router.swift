@@ -26,6 +26,9 @@ public final class CommandRouter: Service, Sendable {
     public var maxSkew: Duration = .seconds(600)
     public var auditRetention: Duration = .seconds(30 * 86_400)
     public var sweepInterval: Duration = .seconds(1)
+    /// How long a recorded target may stay undispatched (its publish
+    /// failed) before the running router sends it again.
+    public var redispatchAfter: Duration = .seconds(5)
     public init() {}
   }
 
@@ -259,7 +262,8 @@ public final class CommandRouter: Service, Sendable {
       dispatched.increment()
       return true
     } catch {
-      // Stays pending: the next start (or the deadline) settles it.
+      // Stays pending: sent again by the housekeeping (or at the next
+      // start), unless its deadline passes first.
       logger.warning("cannot dispatch", metadata: ["command_id": "\(r.id)", "host": "\(host)", "error": "\(error)"])
       return false
     }
@@ -279,6 +283,19 @@ public final class CommandRouter: Service, Sendable {
     for w in waiting { await dispatch(w.request, to: [(w.host, w.via)], connection: connection) }
     if !waiting.isEmpty {
       logger.info("dispatched what a previous run had recorded", metadata: ["count": "\(waiting.count)"])
+    }
+  }
+
+  /// While running: targets whose dispatch could not be published (NATS
+  /// away, a stream electing a new leader) and that are still before their
+  /// deadline go out again. The message id makes a repeat of one that did
+  /// go out (its ack or its mark lost) a no-op.
+  func redispatchStalled(_ connection: BusConnection) async throws {
+    let after = settings.redispatchAfter
+    let waiting = try await database.withConnection { try CommandStore.undispatched(olderThan: after, on: $0) }
+    for w in waiting { await dispatch(w.request, to: [(w.host, w.via)], connection: connection) }
+    if !waiting.isEmpty {
+      logger.info("dispatched again what had not gone out", metadata: ["count": "\(waiting.count)"])
     }
   }
 
@@ -436,6 +453,7 @@ public final class CommandRouter: Service, Sendable {
 
   private func housekeeping() async {
     var lastArchive = ContinuousClock.now - .seconds(3600)
+    var lastRedispatch = ContinuousClock.now
     let grace = settings.grace
     let retentionMs = settings.auditRetention.wholeMilliseconds
     while !Task.isCancelled {
@@ -444,6 +462,12 @@ public final class CommandRouter: Service, Sendable {
         if !changed.isEmpty {
           logger.info("commands expired or timed out", metadata: ["commands": "\(changed)"])
           if let connection = try? await bus.connection() { await announce(changed, connection) }
+        }
+        if ContinuousClock.now - lastRedispatch >= settings.redispatchAfter,
+          let connection = try? await bus.connection()
+        {
+          lastRedispatch = .now
+          try await redispatchStalled(connection)
         }
         if ContinuousClock.now - lastArchive >= .seconds(3600) {
           let cutoff = Date().unixMilliseconds - retentionMs

@@ -349,6 +349,25 @@ import Testing
     }
   }
 
+  @Test func aDispatchThatCouldNotBePublishedIsSentAgainWhileRunning() async throws {
+    var settings = CommandRouter.Settings()
+    settings.redispatchAfter = .milliseconds(300)
+    try await withSystem(routerSettings: settings) { bus, _ in
+      // Recorded, but its publish failed (a NATS node lost, the stream
+      // electing a leader: "no responders"), and the router keeps running:
+      // its housekeeping sends it again, and it runs once.
+      let stalled = try request(
+        CommandTarget(kind: .hosts, hosts: ["node1"]), CommandAction(argv: ["echo", "again"]), by: "root", key: admin)
+      var withDefaults = stalled
+      withDefaults.deadlineUnixMs = Date().unixMilliseconds + 60_000
+      try CommandStore.insert(
+        withDefaults, state: .pending, reason: "", targets: [("node1", "node1")], on: try db.connect())
+      let done = try await final(bus, stalled.id)
+      #expect(done.record?.state == .succeeded, "\(String(describing: done.record))")
+      #expect(String(decoding: done.output.flatMap(\.data), as: UTF8.self) == "again\n", "one run, output once")
+    }
+  }
+
   @Test func theReflectorExecutableRunsCommandsWithItsKeyAndPolicy() async throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("router-exe-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -12,6 +12,8 @@
 //   MirrorBench exec-latency URL KEY USER HOST COUNT      echo on one host, a long-lived client
 //   MirrorBench shell-echo URL KEY USER HOST COUNT        keystroke echo through an interactive session
 //   MirrorBench exec-fanout URL KEY USER ROUTERPUB N RUNS  echo on N simulated hosts until all results are in
+//   MirrorBench chaos-fleet URLS KEY USER ROUTERPUB HOSTS SECONDS OUT   the chaos soak's simulated hosts and
+//                                            operator (bench/chaos.sh); URLS comma-separated
 import Foundation
 import Logging
 import MirrorBus
@@ -199,6 +201,10 @@ case "shell-echo" where args.count == 7:
 case "exec-fanout" where args.count == 8:
   try await ExecFanout.run(
     url: args[2], keyPath: args[3], user: args[4], routerKeyPath: args[5], hosts: Int(args[6])!, runs: Int(args[7])!)
+case "chaos-fleet" where args.count == 9:
+  try await ChaosFleet.run(
+    urls: args[2], keyPath: args[3], user: args[4], routerKeyPath: args[5], hosts: Int(args[6])!,
+    seconds: Int(args[7])!, out: args[8])
 case "twin-scene" where args.count == 6:
   try TwinBench.scene(to: args[2], nodes: Int(args[3])!, links: Int(args[4])!, rounds: Int(args[5])!)
 case "alert-eval" where args.count == 4:
