@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 public import MirrorBus
 import MirrorService
 public import MirrorWire
@@ -33,20 +34,33 @@ public enum CommandRun {
     try await run(request, on: bus, replyTimeout: replyTimeout, wait: wait, losing: { _ in false }, onOutput: onOutput)
   }
 
-  /// As above; `losing` drops live chunks as a lossy network would (tests).
+  /// As above; `losing` drops live chunks as a lossy network would (tests),
+  /// `maxQueued` bounds the chunks waiting to be handled.
   static func run(
     _ request: CommandRequest, on bus: BusConnection, replyTimeout: Duration, wait: Duration,
-    losing: @escaping @Sendable (CommandOutput) -> Bool, onOutput: @escaping @Sendable (CommandOutput) -> Void
+    losing: @escaping @Sendable (CommandOutput) -> Bool, maxQueued: Int = 65_536,
+    onOutput: @escaping @Sendable (CommandOutput) -> Void
   ) async throws -> Outcome {
     let id = request.id
     let (events, feed) = AsyncStream<Event>.makeStream()
+    // Output waiting for this loop is bounded: past `maxQueued` chunks a
+    // chunk is dropped (and counted) — the host's result says how many it
+    // sent, so the gap is read back from the audit record like any lost
+    // chunk. Results and the final state are never dropped.
+    let queued = Shared(0)
+    let dropped = Counter(label: "command_run_output_dropped_total")
     // Subscribed before the submit: nothing of this command can pass unseen.
     let results = try bus.subscribe("commands.result.*", pending: 1 << 16) { m in
       if m.mirrorType == CommandOutput.fullName {
         if let o = try? CommandOutput(decoding: m.payload), o.commandId == id,
           m.subject == Subjects.commandsResult(o.host), !losing(o)
         {
-          feed.yield(.output(o))
+          let room = queued.withLock { n -> Bool in
+            guard n < maxQueued else { return false }
+            n += 1
+            return true
+          }
+          if room { feed.yield(.output(o)) } else { dropped.increment() }
         }
       } else if let r = try? CommandResult(decoding: m.payload), r.commandId == id,
         m.subject == Subjects.commandsResult(r.host)
@@ -105,8 +119,9 @@ public enum CommandRun {
     defer { timer.cancel() }
     for await event in events {
       switch event {
-      case .output(let o) where targets.contains(o.host):
-        take(o)
+      case .output(let o):
+        queued.withLock { $0 -= 1 }
+        if targets.contains(o.host) { take(o) }
       case .result(let r) where targets.contains(r.host):
         expected[r.host] = r.chunks
         finals[r.host] = r
