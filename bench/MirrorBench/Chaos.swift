@@ -341,16 +341,9 @@ final class SimHost: Sendable {
       try? m.ack()
       counters.withLock { $0.executed += 1 }
       files.write(files.executed, "\(body.commandId) \(name) \(m.deliveryCount)")
-      let id = body.commandId
-      await publish(
-        CommandResult(commandId: id, host: name, state: .running, startedAtUnixMs: now),
-        msgID: "\(id):\(name):started")
-      try? await Task.sleep(for: .milliseconds(Int.random(in: 20...300)))
-      await publish(
-        CommandResult(
-          commandId: id, host: name, state: .succeeded, exitCode: 0, startedAtUnixMs: now,
-          finishedAtUnixMs: Date().unixMilliseconds, outputBytes: 0, chunks: 0),
-        msgID: "\(id):\(name):result")
+      await SimulatedAnswer.send(
+        command: body.commandId, host: name, startedAt: now, pause: .milliseconds(Int.random(in: 20...300))
+      ) { await self.publish($0, msgID: $1) }
     }
   }
 

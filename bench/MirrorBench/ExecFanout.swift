@@ -231,14 +231,9 @@ final class SimulatedHosts: Sendable {
         }
       }
       try? m.ack()
-      let id = body.commandId
-      await publish(
-        CommandResult(commandId: id, host: host, state: .running, startedAtUnixMs: now), msgID: "\(id):\(host):started")
-      await publish(
-        CommandResult(
-          commandId: id, host: host, state: .succeeded, exitCode: 0, startedAtUnixMs: now,
-          finishedAtUnixMs: Date().unixMilliseconds, outputBytes: 0, chunks: 0),
-        msgID: "\(id):\(host):result")
+      await SimulatedAnswer.send(command: body.commandId, host: host, startedAt: now) {
+        await self.publish($0, msgID: $1)
+      }
     }
   }
 
@@ -252,5 +247,24 @@ final class SimulatedHosts: Sendable {
       }
     }
     counters.withLock { $0.publishFailures += 1 }
+  }
+}
+
+/// A simulated host's answer to a dispatch, as the reflector sends it:
+/// `running`, then (after `pause`) `succeeded` with exit 0 and no output,
+/// under the reflector's message ids.
+enum SimulatedAnswer {
+  static func send(
+    command id: String, host: String, startedAt now: Int64, pause: Duration = .zero,
+    publish: (CommandResult, String) async -> Void
+  ) async {
+    await publish(
+      CommandResult(commandId: id, host: host, state: .running, startedAtUnixMs: now), "\(id):\(host):started")
+    if pause > .zero { try? await Task.sleep(for: pause) }
+    await publish(
+      CommandResult(
+        commandId: id, host: host, state: .succeeded, exitCode: 0, startedAtUnixMs: now,
+        finishedAtUnixMs: Date().unixMilliseconds, outputBytes: 0, chunks: 0),
+      "\(id):\(host):result")
   }
 }
