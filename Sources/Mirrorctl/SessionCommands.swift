@@ -52,6 +52,13 @@ final class SessionEnd: Sendable {
     done.wait()
     return code.value ?? 1
   }
+
+  /// Waits (on a thread of its own) for the end's status.
+  func status() async -> Int32 {
+    await withCheckedContinuation { c in
+      Thread.detachNewThread { c.resume(returning: self.wait()) }
+    }
+  }
 }
 
 struct ShellCommand: AsyncParsableCommand {
@@ -126,9 +133,7 @@ struct ShellCommand: AsyncParsableCommand {
         try? client.input(Array(buffer[0..<n]))
       }
     }
-    let code = await withCheckedContinuation { c in
-      Thread.detachNewThread { c.resume(returning: end.wait()) }
-    }
+    let code = await end.status()
     winch?.cancel()
     client.close()
     await bus.drain()
@@ -217,9 +222,7 @@ struct ForwardCommand: AsyncParsableCommand {
       source.resume()
     }
     Thread.detachNewThread { forward.serve(client) }
-    let code = await withCheckedContinuation { c in
-      Thread.detachNewThread { c.resume(returning: end.wait()) }
-    }
+    let code = await end.status()
     client.close()
     await bus.drain()
     if code != 0 { throw ExitCode(code) }

@@ -158,6 +158,8 @@ extension RouterTests {
         connection: bus, host: "node1", commandID: r.id, token: SessionClient.makeToken()
       ) { _ in }
       try intruder.input(Array("echo pwned-$((2*3))\n".utf8))
+      // Bytes that are no SessionFrame at all: dropped, the session goes on.
+      try bus.publish(Subjects.sessionIn("node1", r.id), payload: [0xff, 0xff, 0xff, 0x01])
       try client.input(Array("echo mine-$((2*3))\n".utf8))
       #expect(await seen.waitFor("mine-6"))
       try await Task.sleep(for: .milliseconds(300))

@@ -186,7 +186,10 @@ struct TerminalSocket: Sendable {
       group.addTask {
         for try await message in inbound.messages(maxSize: 65536) {
           guard case .text(let text) = message, let m = try? JSONDecoder().decode(Input.self, from: Data(text.utf8))
-          else { continue }
+          else {
+            Counter(label: "console_terminal_rejected_total", dimensions: [("reason", "bad_message")]).increment()
+            continue
+          }
           if let i = m.i { terminal.input(i) }
           if let r = m.r, r.count == 2 { terminal.resize(cols: r[0], rows: r[1]) }
           if m.end == true { terminal.hangUp() }

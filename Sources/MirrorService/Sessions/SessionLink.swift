@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 public import MirrorBus
 public import MirrorWire
 import Synchronization
@@ -24,8 +25,12 @@ public final class SessionLink: Sendable {
     self.outbound = outbound
     self.token = token
     let counters = self.counters
+    let undecodable = Counter(label: "session_frames_undecodable_total")
     let sub = try connection.subscribe(inbound, pending: 65536) { message in
-      guard let frame = try? SessionFrame(decoding: message.payload) else { return }
+      guard let frame = try? SessionFrame(decoding: message.payload) else {
+        undecodable.increment()
+        return
+      }
       counters.withLock { c in
         if frame.sequence > c.expected { c.lost += frame.sequence - c.expected }
         c.expected = max(c.expected, frame.sequence + 1)
